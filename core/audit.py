@@ -1,0 +1,175 @@
+"""Append-only audit trail with a hash chain (21 CFR Part 11 section 11.10(e)).
+
+Every change to workflow data calls `record` inside the transaction that makes the
+change, so the change and its audit row commit or roll back together. Each row stores
+the SHA-256 of its own content and of the previous row's hash; editing or deleting
+any row breaks the chain at that row, which `verify_chain` reports.
+
+The database refuses UPDATE and DELETE on `audit_log` through a trigger installed by
+the initial migration.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import select, text
+from sqlalchemy.orm import Session
+
+from core.models import AuditEntry
+
+GENESIS_HASH = "0" * 64
+
+# Serialises writers of the chain; held until the writing transaction ends.
+_AUDIT_LOCK_KEY = 7_310_221
+
+
+def _normalise(values: Mapping[str, Any] | None) -> dict[str, Any] | None:
+    """Round-trip through JSON so the hashed form equals what JSONB gives back."""
+    if values is None:
+        return None
+    result: dict[str, Any] = json.loads(json.dumps(dict(values), default=str))
+    return result
+
+
+def _canonical(entry: Mapping[str, Any]) -> bytes:
+    return json.dumps(
+        entry, sort_keys=True, separators=(",", ":"), default=str
+    ).encode()
+
+
+def compute_hash(
+    *,
+    prev_hash: str,
+    at: datetime,
+    actor: str,
+    action: str,
+    entity_type: str,
+    entity_id: str,
+    study_id: int | None,
+    old_values: Mapping[str, Any] | None,
+    new_values: Mapping[str, Any] | None,
+    reason: str | None,
+) -> str:
+    """Return the SHA-256 of a row's content chained to the previous row's hash."""
+    content = {
+        "prev": prev_hash,
+        "at": at.astimezone(UTC).isoformat(timespec="microseconds"),
+        "actor": actor,
+        "action": action,
+        "entity_type": entity_type,
+        "entity_id": entity_id,
+        "study_id": study_id,
+        "old": old_values,
+        "new": new_values,
+        "reason": reason,
+    }
+    return hashlib.sha256(_canonical(content)).hexdigest()
+
+
+def record(
+    session: Session,
+    *,
+    actor: str,
+    action: str,
+    entity_type: str,
+    entity_id: object,
+    study_id: int | None = None,
+    old: Mapping[str, Any] | None = None,
+    new: Mapping[str, Any] | None = None,
+    reason: str | None = None,
+) -> AuditEntry:
+    """Append one audit row in the caller's transaction and return it."""
+    session.execute(
+        text("SELECT pg_advisory_xact_lock(:key)"), {"key": _AUDIT_LOCK_KEY}
+    )
+    prev = session.scalar(
+        select(AuditEntry.row_hash).order_by(AuditEntry.id.desc()).limit(1)
+    )
+    prev_hash = prev or GENESIS_HASH
+    at = datetime.now(UTC)
+    old_values = _normalise(old)
+    new_values = _normalise(new)
+    row_hash = compute_hash(
+        prev_hash=prev_hash,
+        at=at,
+        actor=actor,
+        action=action,
+        entity_type=entity_type,
+        entity_id=str(entity_id),
+        study_id=study_id,
+        old_values=old_values,
+        new_values=new_values,
+        reason=reason,
+    )
+    entry = AuditEntry(
+        at=at,
+        actor=actor,
+        action=action,
+        entity_type=entity_type,
+        entity_id=str(entity_id),
+        study_id=study_id,
+        old_values=old_values,
+        new_values=new_values,
+        reason=reason,
+        prev_hash=prev_hash,
+        row_hash=row_hash,
+    )
+    session.add(entry)
+    session.flush()
+    return entry
+
+
+@dataclass(frozen=True)
+class ChainBreak:
+    """The first audit row whose stored hashes do not match its content."""
+
+    row_id: int
+    problem: str
+
+
+def _rows(session: Session, batch: int = 5000) -> Iterator[AuditEntry]:
+    last_id = 0
+    while True:
+        rows = session.scalars(
+            select(AuditEntry)
+            .where(AuditEntry.id > last_id)
+            .order_by(AuditEntry.id)
+            .limit(batch)
+        ).all()
+        if not rows:
+            return
+        yield from rows
+        last_id = rows[-1].id
+        session.expunge_all()
+
+
+def verify_chain(session: Session) -> tuple[int, ChainBreak | None]:
+    """Check every row in id order; return the rows checked and the first break."""
+    expected_prev = GENESIS_HASH
+    checked = 0
+    for row in _rows(session):
+        checked += 1
+        if row.prev_hash != expected_prev:
+            return checked, ChainBreak(row.id, "previous-row hash does not match")
+        recomputed = compute_hash(
+            prev_hash=row.prev_hash,
+            at=row.at,
+            actor=row.actor,
+            action=row.action,
+            entity_type=row.entity_type,
+            entity_id=row.entity_id,
+            study_id=row.study_id,
+            old_values=row.old_values,
+            new_values=row.new_values,
+            reason=row.reason,
+        )
+        if recomputed != row.row_hash:
+            return checked, ChainBreak(row.id, "content does not match its hash")
+        expected_prev = row.row_hash
+    return checked, None
