@@ -7,7 +7,9 @@ on; without either, the embedded PostgreSQL from `pgserver` is started under
 
 from __future__ import annotations
 
+import ipaddress
 import os
+import socket
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -22,6 +24,31 @@ from core.config import PROJECT_ROOT, Settings, load_settings
 from core.db import make_engine, make_sessionmaker, start_embedded_server
 from core.models import Base
 from core.runtime import Runtime
+
+
+def _is_local(address: object) -> bool:
+    if not isinstance(address, tuple):
+        return True  # Unix socket paths, such as the embedded server's.
+    host = str(address[0])
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+_real_connect = socket.socket.connect
+
+
+def _loopback_only_connect(sock: socket.socket, address: object) -> None:
+    """Reject connections off this machine, e.g. pydicom fetching missing test files."""
+    if not _is_local(address):
+        raise OSError(f"tests may only connect to loopback, not {address!r}")
+    _real_connect(sock, address)  # type: ignore[arg-type]
+
+
+socket.socket.connect = _loopback_only_connect  # type: ignore[method-assign]
 
 
 def _server_url() -> str:
