@@ -296,6 +296,11 @@ def load(
     A change to an existing charter requires a reason.
     """
     document = parse(source_text)
+    named = document.get("study")
+    if named is not None and named != protocol_id:
+        raise CharterError(
+            [f"study is {named!r} in the charter but {protocol_id!r} was given"]
+        )
     study = session.scalar(
         select(Study).where(Study.protocol_id == protocol_id).with_for_update()
     )

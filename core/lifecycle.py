@@ -14,7 +14,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from core import audit
-from core.models import AuditEntry, Case
+from core.models import AuditEntry, Case, Read
 
 log = logging.getLogger(__name__)
 
@@ -72,6 +72,7 @@ def transition(
 ) -> None:
     """Move a locked case to `to_state` and write the audit row for it."""
     check_transition(case, to_state, reason)
+    _check_reads_signed(session, case, to_state)
     old_state = case.state
     now = datetime.now(UTC)
     case.state = to_state
@@ -91,6 +92,30 @@ def transition(
         reason=reason,
     )
     log.info("Case %s moved from %s to %s", case.id, old_state, to_state)
+
+
+def _check_reads_signed(session: Session, case: Case, to_state: str) -> None:
+    """Reject adjudication before R1 and R2 are signed, and done with reads open."""
+    if to_state not in ("adjudication", "done") or case.state == "on_hold":
+        return
+    states = dict(
+        session.execute(
+            select(Read.kind, Read.state).where(
+                Read.case_id == case.id,
+                Read.kind.in_(("primary", "secondary", "adjudication")),
+                Read.state != "cancelled",
+            )
+        ).all()
+    )
+    if to_state == "adjudication":
+        unsigned = [k for k in ("primary", "secondary") if states.get(k) != "signed"]
+    else:
+        unsigned = [k for k, state in states.items() if state != "signed"]
+    if unsigned:
+        raise TransitionError(
+            f"case {case.id} cannot move to {to_state}: its {', '.join(unsigned)} "
+            "read is not signed"
+        )
 
 
 def hold(session: Session, case_id: int, *, actor: str, reason: str) -> None:
