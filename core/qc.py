@@ -145,9 +145,10 @@ def _check_modalities(rules: dict[str, Any], counts: list[Any]) -> CheckResult:
     return CheckResult("modality", True, f"all series in {sorted(allowed)}")
 
 
-def _case_instances(case_id: int) -> Any:
+def _instance_values(column: Any, case_id: int) -> Any:
+    """Select `column` over the instances of a case's exams."""
     return (
-        select(Instance)
+        select(column)
         .join(Series, Series.id == Instance.series_id)
         .join(Exam, Exam.id == Series.exam_id)
         .where(Exam.case_id == case_id)
@@ -159,9 +160,7 @@ def _check_slice_thickness(
 ) -> CheckResult:
     limit = float(rules["max_slice_thickness_mm"])
     thickest = session.scalar(
-        select(func.max(Instance.slice_thickness_mm)).select_from(
-            _case_instances(case.id).subquery()
-        )
+        _instance_values(func.max(Instance.slice_thickness_mm), case.id)
     )
     if thickest is not None and thickest > limit:
         return CheckResult(

@@ -1,4 +1,4 @@
-"""Builders for workflow tests: a charter-loaded study, cases with DICOM rows, readers."""
+"""Builders for workflow tests: a study with a charter, cases, DICOM rows, readers."""
 
 from __future__ import annotations
 
