@@ -61,7 +61,7 @@ def parse(source_text: str) -> dict[str, Any]:
     try:
         document = yaml.safe_load(source_text)
     except yaml.YAMLError as exc:
-        raise CharterError([f"not valid YAML: {exc}"]) from None
+        raise CharterError([f"invalid YAML: {exc}"]) from None
     if not isinstance(document, dict):
         raise CharterError(["the document must be a mapping of charter fields"])
     problems: list[str] = []

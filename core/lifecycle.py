@@ -1,8 +1,9 @@
 """The case state machine: only the allowed transitions, each with its audit row.
 
 received -> qc -> (query -> received) -> reading -> (adjudication) -> done, and any
-open state -> on_hold or cancelled. A rejected transition raises `TransitionError`
-before anything is written, so the caller's transaction holds no partial change.
+open state -> on_hold or cancelled. `transition` checks before it writes and raises
+`TransitionError` on a rejected change. Callers run it inside their transaction,
+which rolls back on the error, so no partial change is kept.
 """
 
 from __future__ import annotations
@@ -33,7 +34,7 @@ REASON_REQUIRED = {"on_hold", "cancelled"}
 
 
 class WorkflowError(ValueError):
-    """A workflow action is not allowed; the message says why and on which record."""
+    """A workflow action that is not allowed; the message names the record and why."""
 
 
 class TransitionError(WorkflowError):

@@ -106,7 +106,7 @@ def is_complete(session: Session, case: Case, now: datetime) -> bool:
 
 
 def run_checks(session: Session, case: Case) -> list[CheckResult]:
-    """Run every automated check the case's charter asks for."""
+    """Run every automated check that the case's charter enables."""
     document = case_document(session, case)
     rules = document["qc"]
     timepoint = _timepoint(session, case)
@@ -322,7 +322,7 @@ def claim_received(session: Session, limit: int) -> list[int]:
 
 
 def reopen_reuploaded(session: Session, *, limit: int = 500) -> list[int]:
-    """Resolve open queries the site answered by re-uploading; return the case ids."""
+    """Resolve open queries followed by a site re-upload; return the case ids."""
     rows = session.execute(
         select(Case, Query)
         .join(Query, and_(Query.case_id == Case.id, Query.state == "open"))
@@ -454,7 +454,7 @@ def fail_case(
 def resolve_query(
     session: Session, query_id: int, *, actor: str, resolution: str
 ) -> None:
-    """Close a query answered without a re-upload and send the case back to QC."""
+    """Close a query that the site resolved without a re-upload; requeue the case."""
     query = session.scalar(select(Query).where(Query.id == query_id).with_for_update())
     if query is None:
         raise LookupError(f"query {query_id} not found")
@@ -478,8 +478,8 @@ def resolve_query(
 def first_pass_rates(session: Session, study_id: int) -> list[dict[str, Any]]:
     """Return the QC first-pass rate of the study overall and per site.
 
-    A case counts once QC has decided on it (it passed, or a query was opened); it
-    passed first time when no query was ever opened on it.
+    A case counts once QC has decided on it, by passing it or by opening a query.
+    It passed first time when no query was ever opened on it.
     """
     rows = session.execute(text(FIRST_PASS_SQL), {"study_id": study_id}).mappings()
     return [dict(row) for row in rows]

@@ -96,7 +96,7 @@ def _create_read(
 def create_for_design(
     session: Session, case: Case, document: dict[str, Any], *, actor: str
 ) -> list[int]:
-    """Create the unassigned read tasks the charter's read design asks for."""
+    """Create the unassigned read tasks that the charter's read design requires."""
     kinds = ["primary"]
     if document["read_design"]["type"] == "double":
         kinds.append("secondary")
@@ -106,7 +106,7 @@ def create_for_design(
 def has_current_training(
     session: Session, reader_id: int, study_id: int, criteria: str, today: date
 ) -> bool:
-    """Return whether the reader holds unexpired training for the study's criteria."""
+    """Return whether the reader has unexpired training for the study's criteria."""
     found = session.scalar(
         select(ReaderTraining.id).where(
             ReaderTraining.reader_id == reader_id,
@@ -151,7 +151,7 @@ def _check_independence(session: Session, read: Read, reader_id: int) -> None:
         conflict = [k for k in PRIMARY_KINDS if others.get(k) == reader_id]
     if conflict:
         raise WorkflowError(
-            f"reader {reader_id} already holds the {conflict[0]} read of case "
+            f"reader {reader_id} is already assigned the {conflict[0]} read of case "
             f"{read.case_id}; the {read.kind} read needs a different reader"
         )
 
@@ -480,6 +480,7 @@ def adjudicate(
     """Choose the R1 or R2 assessment with a reason, sign it and finish the case."""
     if not reason.strip():
         raise WorkflowError(f"a reason is required to adjudicate read {read_id}")
+
     read, case, user = _prepare_signing(session, read_id, user_id, password)
     if read.kind != "adjudication":
         raise WorkflowError(
@@ -496,6 +497,7 @@ def adjudicate(
             f"read {chosen_read_id} is not a signed primary or secondary read of "
             f"case {case.id}"
         )
+
     read.chosen_read_id = chosen.id
     read.assessment = {"chosen_kind": chosen.kind, "reason": reason}
     read.response = chosen.response
@@ -549,8 +551,8 @@ def worklist(session: Session, user_id: int) -> list[dict[str, Any]]:
 def read_view(session: Session, read_id: int, *, user_id: int) -> dict[str, Any]:
     """Return what the assigned reader may see of a read.
 
-    A primary or secondary reader sees only their own assessment. The adjudicator
-    also sees both primary assessments as "A" and "B", without reader names.
+    A primary or secondary reader gets only their own assessment. The adjudicator
+    also gets both primary assessments, labelled "A" and "B", without reader names.
     """
     read = session.get(Read, read_id)
     if read is None:

@@ -1,8 +1,7 @@
 """Reader variability figures per study, computed in SQL.
 
-FDA guidance *Clinical Trial Imaging Endpoint Process Standards* (2018) asks sponsors
-to monitor reader variability. Each figure counts only cases whose R1 and R2 reads
-are both signed. These figures name readers, so they are for staff, never sponsors.
+Each figure counts only cases whose R1 and R2 reads are both signed. The figures
+name readers, so they are for staff and must never reach a sponsor's view.
 """
 
 from __future__ import annotations
