@@ -11,6 +11,7 @@ For gunicorn, `app:server` builds the Flask server on first import.
 from __future__ import annotations
 
 import argparse
+import getpass
 import logging
 import signal
 import subprocess
@@ -41,6 +42,55 @@ def cmd_audit(args: argparse.Namespace) -> int:
         return 0
     print(f"FAILED: audit row {broken.row_id}: {broken.problem}", file=sys.stderr)
     return 1
+
+
+def cmd_audit_export(args: argparse.Namespace) -> int:
+    from core import audit_export
+
+    if args.format != "csv":
+        print(
+            f"FAILED: format {args.format!r} is not supported; use csv", file=sys.stderr
+        )
+        return 2
+    runtime = open_runtime("audit")
+    with runtime.sessions() as session:
+        try:
+            study_id = audit_export.study_id_for(session, args.study)
+        except LookupError as exc:
+            print(f"FAILED: {exc}", file=sys.stderr)
+            return 1
+        if args.output:
+            with open(args.output, "w", newline="", encoding="utf-8") as out:
+                count = audit_export.write_csv(session, study_id, out)
+            print(f"Wrote {count} audit rows of {args.study} to {args.output}")
+        else:
+            audit_export.write_csv(session, study_id, sys.stdout)
+    return 0
+
+
+def cmd_charter_load(args: argparse.Namespace) -> int:
+    from core import charter
+
+    try:
+        with open(args.file, encoding="utf-8") as source:
+            source_text = source.read()
+    except OSError as exc:
+        print(f"FAILED: cannot read {args.file}: {exc}", file=sys.stderr)
+        return 1
+    runtime = open_runtime("charter")
+    try:
+        with runtime.sessions.begin() as session:
+            result = charter.load(
+                session, args.study, source_text, actor=args.actor, reason=args.reason
+            )
+    except charter.CharterError as exc:
+        print(f"FAILED: {args.file}: {exc}", file=sys.stderr)
+        return 1
+    print(f"Stored charter version {result.version} of study {args.study}")
+    if result.affected_case_ids:
+        ids = ", ".join(str(case_id) for case_id in result.affected_case_ids)
+        print(f"Open cases that keep an earlier version: {ids}")
+    return 0
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
@@ -96,6 +146,22 @@ def build_parser() -> argparse.ArgumentParser:
     audit_sub.add_parser("verify", help="check the hash chain").set_defaults(
         func=cmd_audit
     )
+    export = audit_sub.add_parser("export", help="write a study's audit trail")
+    export.add_argument("--study", required=True, help="protocol id, e.g. ONC-301")
+    export.add_argument("--format", default="csv", help="output format (csv)")
+    export.add_argument("--output", help="file to write (default: standard output)")
+    export.set_defaults(func=cmd_audit_export)
+
+    charter = sub.add_parser("charter", help="manage study charters")
+    charter_sub = charter.add_subparsers(dest="charter_command", required=True)
+    load = charter_sub.add_parser("load", help="store a new charter version")
+    load.add_argument("file", help="charter YAML file")
+    load.add_argument("--study", required=True, help="protocol id, e.g. ONC-301")
+    load.add_argument("--reason", help="why the charter changes (required after v1)")
+    load.add_argument(
+        "--actor", default=f"cli:{getpass.getuser()}", help="name for the audit trail"
+    )
+    load.set_defaults(func=cmd_charter_load)
     return parser
 
 

@@ -53,7 +53,8 @@ OPEN_CASE_STATES = ("received", "qc", "query", "reading", "adjudication", "on_ho
 READ_KINDS = ("primary", "secondary", "adjudication", "reread")
 READ_STATES = ("unassigned", "assigned", "in_progress", "signed", "cancelled")
 ROLES = ("admin", "leadership", "study_manager", "qc_reviewer", "reader", "sponsor")
-RESPONSES = ("CR", "PR", "SD", "PD", "NE")
+# RECIST 1.1 responses; "non-CR/non-PD" comes from its Table 2 (non-target only).
+RESPONSES = ("CR", "PR", "SD", "PD", "NE", "non-CR/non-PD")
 
 
 def _in(column: str, values: tuple[str, ...]) -> str:
@@ -376,7 +377,7 @@ class Read(Base):
     started_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     signed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     assessment: Mapped[dict[str, Any] | None] = mapped_column(JSONB)
-    response: Mapped[str | None] = mapped_column(String(4))
+    response: Mapped[str | None] = mapped_column(String(16))
     signature_name: Mapped[str | None] = mapped_column(String(200))
     signature_meaning: Mapped[str | None] = mapped_column(String(200))
     chosen_read_id: Mapped[int | None] = mapped_column(ForeignKey("reads.id"))

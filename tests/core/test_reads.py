@@ -1,0 +1,403 @@
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, timedelta
+
+import pytest
+from sqlalchemy import select, text
+from sqlalchemy.orm import Session, sessionmaker
+
+from core import lifecycle, qc, reads
+from core.lifecycle import WorkflowError
+from core.models import Case, Read, Reader
+from core.reads import SignatureError
+from tests.core.workflow_data import (
+    PASSWORD,
+    audit_count,
+    load_charter,
+    make_case,
+    make_reader,
+    targets,
+)
+
+EXPIRE_TRAINING = text(
+    "UPDATE reader_trainings SET expires_on = current_date - 1 "
+    "WHERE reader_id = :reader_id"
+)
+
+
+@dataclass
+class Team:
+    study_id: int
+    users: dict[str, int]
+    readers: dict[str, int]
+
+
+@pytest.fixture
+def team(sessions: sessionmaker[Session]) -> Team:
+    users: dict[str, int] = {}
+    readers: dict[str, int] = {}
+    with sessions.begin() as session:
+        study_id = load_charter(session)
+        for name in ("alice", "bob", "carol"):
+            users[name], readers[name] = make_reader(session, study_id, name)
+        users["dave"], readers["dave"] = make_reader(
+            session, study_id, "dave", trained=False
+        )
+        users["erin"], readers["erin"] = make_reader(
+            session, study_id, "erin", expires_on=date.today()
+        )
+    return Team(study_id, users, readers)
+
+
+def _to_reading(
+    sessions: sessionmaker[Session], team: Team, timepoint: str = "BASELINE"
+) -> tuple[int, dict[str, int]]:
+    """Create a case, pass QC and return (case id, read id by kind)."""
+    with sessions.begin() as session:
+        case_id = make_case(session, team.study_id, "301-0001", timepoint)
+        case = lifecycle.lock_case(session, case_id)
+        lifecycle.transition(session, case, "qc", actor="system:auto-qc")
+        qc.pass_case(session, case_id, actor="qc.anna")
+        kinds = {r.kind: r.id for r in reads.case_reads(session, case_id)}
+    return case_id, kinds
+
+
+def _read_pair(
+    sessions: sessionmaker[Session], team: Team, timepoint: str = "BASELINE"
+) -> tuple[int, dict[str, int]]:
+    case_id, kinds = _to_reading(sessions, team, timepoint)
+    with sessions.begin() as session:
+        reads.assign_read(
+            session, kinds["primary"], team.readers["alice"], actor="lead"
+        )
+        reads.assign_read(
+            session, kinds["secondary"], team.readers["bob"], actor="lead"
+        )
+    return case_id, kinds
+
+
+def _assess_and_sign(
+    sessions: sessionmaker[Session],
+    team: Team,
+    read_id: int,
+    user: str,
+    data: dict[str, object],
+) -> reads.SignResult:
+    with sessions.begin() as session:
+        reads.save_assessment(session, read_id, data, user_id=team.users[user])
+    with sessions.begin() as session:
+        return reads.sign(session, read_id, user_id=team.users[user], password=PASSWORD)
+
+
+def _case(sessions: sessionmaker[Session], case_id: int) -> Case:
+    with sessions() as session:
+        case = session.get(Case, case_id)
+        assert case is not None
+        return case
+
+
+def test_untrained_reader_rejected(sessions: sessionmaker[Session], team: Team) -> None:
+    _, kinds = _to_reading(sessions, team)
+    for name in ("dave", "erin"):
+        with pytest.raises(WorkflowError, match="no current RECIST 1.1 training"):
+            with sessions.begin() as session:
+                reads.assign_read(
+                    session, kinds["primary"], team.readers[name], actor="lead"
+                )
+    with sessions() as session:
+        read = session.get(Read, kinds["primary"])
+        assert read is not None
+        assert read.reader_id is None
+
+
+def test_same_reader_for_r1_and_r2_rejected(
+    sessions: sessionmaker[Session], team: Team
+) -> None:
+    _, kinds = _to_reading(sessions, team)
+    with sessions.begin() as session:
+        reads.assign_read(
+            session, kinds["primary"], team.readers["alice"], actor="lead"
+        )
+    with pytest.raises(WorkflowError, match="needs a different reader"):
+        with sessions.begin() as session:
+            reads.assign_read(
+                session, kinds["secondary"], team.readers["alice"], actor="lead"
+            )
+
+
+def test_reassign_needs_reason_and_moves_load(
+    sessions: sessionmaker[Session], team: Team
+) -> None:
+    _, kinds = _to_reading(sessions, team)
+    with sessions.begin() as session:
+        reads.assign_read(
+            session, kinds["primary"], team.readers["alice"], actor="lead"
+        )
+    with pytest.raises(WorkflowError, match="reason is required to reassign"):
+        with sessions.begin() as session:
+            reads.assign_read(
+                session, kinds["primary"], team.readers["carol"], actor="lead"
+            )
+    with sessions.begin() as session:
+        reads.assign_read(
+            session,
+            kinds["primary"],
+            team.readers["carol"],
+            actor="lead",
+            reason="alice is on leave",
+        )
+    with sessions() as session:
+        load = dict(session.execute(select(Reader.name, Reader.open_reads)).all())
+    assert load["Dr Alice"] == 0
+    assert load["Dr Carol"] == 1
+
+
+def test_wrong_password_does_not_sign(
+    sessions: sessionmaker[Session], team: Team
+) -> None:
+    _, kinds = _read_pair(sessions, team)
+    with sessions.begin() as session:
+        reads.save_assessment(
+            session, kinds["primary"], targets(30, 20), user_id=team.users["alice"]
+        )
+    with sessions() as session:
+        before = audit_count(session)
+    with pytest.raises(SignatureError, match="password does not match"):
+        with sessions.begin() as session:
+            reads.sign(
+                session, kinds["primary"], user_id=team.users["alice"], password="x"
+            )
+    with sessions() as session:
+        read = session.get(Read, kinds["primary"])
+        assert read is not None
+        assert read.state == "in_progress"
+        assert audit_count(session) == before
+
+
+def test_other_reader_cannot_save(sessions: sessionmaker[Session], team: Team) -> None:
+    _, kinds = _read_pair(sessions, team)
+    with pytest.raises(PermissionError, match="not assigned to user"):
+        with sessions.begin() as session:
+            reads.save_assessment(
+                session, kinds["primary"], targets(30), user_id=team.users["bob"]
+            )
+
+
+def test_signature_records_name_time_meaning(
+    sessions: sessionmaker[Session], team: Team
+) -> None:
+    case_id, kinds = _read_pair(sessions, team)
+    result = _assess_and_sign(sessions, team, kinds["primary"], "alice", targets(30))
+    with sessions() as session:
+        read = session.get(Read, kinds["primary"])
+    assert read is not None
+    assert read.state == "signed"
+    assert read.signature_name == "Dr Alice"
+    assert read.signature_meaning == reads.READ_MEANING
+    assert read.signed_at is not None
+    assert datetime.now(UTC) - read.signed_at < timedelta(minutes=5)
+    assert result.case_state == "reading"
+    with pytest.raises(WorkflowError, match="signed; only open reads can change"):
+        with sessions.begin() as session:
+            reads.save_assessment(
+                session, kinds["primary"], targets(10), user_id=team.users["alice"]
+            )
+
+
+def test_concordant_pair_finishes_case(
+    sessions: sessionmaker[Session], team: Team
+) -> None:
+    case_id, kinds = _read_pair(sessions, team)
+    _assess_and_sign(sessions, team, kinds["primary"], "alice", targets(30))
+    result = _assess_and_sign(sessions, team, kinds["secondary"], "bob", targets(31))
+    case = _case(sessions, case_id)
+    assert result.case_state == "done"
+    assert result.adjudication_read_id is None
+    assert case.state == "done"
+    assert case.completed_at is not None
+
+
+def _baseline_done(sessions: sessionmaker[Session], team: Team) -> None:
+    _, kinds = _read_pair(sessions, team)
+    _assess_and_sign(sessions, team, kinds["primary"], "alice", targets(30, 20))
+    _assess_and_sign(sessions, team, kinds["secondary"], "bob", targets(30, 20))
+
+
+def test_discordant_pair_creates_one_adjudication(
+    sessions: sessionmaker[Session], team: Team
+) -> None:
+    _baseline_done(sessions, team)
+    case_id, kinds = _read_pair(sessions, team, "W8")
+    # Alice: 50 -> 30 is -40%, PR. Bob: 50 -> 45 is -10%, SD.
+    _assess_and_sign(sessions, team, kinds["primary"], "alice", targets(18, 12))
+    result = _assess_and_sign(
+        sessions, team, kinds["secondary"], "bob", targets(27, 18)
+    )
+    with sessions() as session:
+        adjudications = session.scalars(
+            select(Read).where(Read.case_id == case_id, Read.kind == "adjudication")
+        ).all()
+        responses = {r.kind: r.response for r in reads.case_reads(session, case_id)}
+    assert responses["primary"] == "PR"
+    assert responses["secondary"] == "SD"
+    assert result.case_state == "adjudication"
+    assert len(adjudications) == 1
+    assert adjudications[0].id == result.adjudication_read_id
+    assert adjudications[0].state == "unassigned"
+    assert _case(sessions, case_id).state == "adjudication"
+
+
+def test_adjudicator_must_be_third_reader(
+    sessions: sessionmaker[Session], team: Team
+) -> None:
+    _baseline_done(sessions, team)
+    _, kinds = _read_pair(sessions, team, "W8")
+    _assess_and_sign(sessions, team, kinds["primary"], "alice", targets(18, 12))
+    result = _assess_and_sign(
+        sessions, team, kinds["secondary"], "bob", targets(27, 18)
+    )
+    adjudication_id = result.adjudication_read_id
+    assert adjudication_id is not None
+    for name in ("alice", "bob"):
+        with pytest.raises(WorkflowError, match="needs a different reader"):
+            with sessions.begin() as session:
+                reads.assign_read(
+                    session, adjudication_id, team.readers[name], actor="lead"
+                )
+
+
+def test_adjudication_chooses_and_finishes(
+    sessions: sessionmaker[Session], team: Team
+) -> None:
+    _baseline_done(sessions, team)
+    case_id, kinds = _read_pair(sessions, team, "W8")
+    _assess_and_sign(sessions, team, kinds["primary"], "alice", targets(18, 12))
+    result = _assess_and_sign(
+        sessions, team, kinds["secondary"], "bob", targets(27, 18)
+    )
+    adjudication_id = result.adjudication_read_id
+    assert adjudication_id is not None
+    with sessions.begin() as session:
+        reads.assign_read(session, adjudication_id, team.readers["carol"], actor="lead")
+    with sessions() as session:
+        view = reads.read_view(session, adjudication_id, user_id=team.users["carol"])
+    assert [c["label"] for c in view["candidates"]] == ["A", "B"]
+    assert [c["response"] for c in view["candidates"]] == ["PR", "SD"]
+    assert "Dr Alice" not in str(view)
+    with pytest.raises(WorkflowError, match="reason is required"):
+        with sessions.begin() as session:
+            reads.adjudicate(
+                session,
+                adjudication_id,
+                user_id=team.users["carol"],
+                password=PASSWORD,
+                chosen_read_id=kinds["primary"],
+                reason="",
+            )
+    with sessions.begin() as session:
+        done = reads.adjudicate(
+            session,
+            adjudication_id,
+            user_id=team.users["carol"],
+            password=PASSWORD,
+            chosen_read_id=kinds["primary"],
+            reason="R2 missed the shrinkage of lesion 2",
+        )
+    with sessions() as session:
+        read = session.get(Read, adjudication_id)
+    assert done.case_state == "done"
+    assert read is not None
+    assert read.chosen_read_id == kinds["primary"]
+    assert read.response == "PR"
+    assert read.signature_name == "Dr Carol"
+    assert _case(sessions, case_id).state == "done"
+
+
+def test_reader_view_is_blinded(sessions: sessionmaker[Session], team: Team) -> None:
+    _, kinds = _read_pair(sessions, team)
+    _assess_and_sign(sessions, team, kinds["secondary"], "bob", targets(44))
+    with sessions() as session:
+        view = reads.read_view(session, kinds["primary"], user_id=team.users["alice"])
+        worklist = reads.worklist(session, team.users["alice"])
+    assert view["assessment"] is None
+    assert "candidates" not in view
+    assert "44" not in str(view)
+    assert [row["read_id"] for row in worklist] == [kinds["primary"]]
+    assert "treatment_arm" not in worklist[0]
+    assert "B" not in worklist[0].values()
+
+
+def test_follow_up_needs_signed_baseline(
+    sessions: sessionmaker[Session], team: Team
+) -> None:
+    _, kinds = _read_pair(sessions, team, "W8")
+    with pytest.raises(WorkflowError, match="baseline primary read is not signed"):
+        with sessions.begin() as session:
+            reads.save_assessment(
+                session, kinds["primary"], targets(30), user_id=team.users["alice"]
+            )
+
+
+def test_response_uses_own_nadir(sessions: sessionmaker[Session], team: Team) -> None:
+    _baseline_done(sessions, team)
+    _, week8 = _read_pair(sessions, team, "W8")
+    _assess_and_sign(sessions, team, week8["primary"], "alice", targets(10, 10))
+    _assess_and_sign(sessions, team, week8["secondary"], "bob", targets(10, 10))
+    _, week16 = _read_pair(sessions, team, "W16")
+    with sessions.begin() as session:
+        # 26 is 48% below baseline 50 but +30% and +6 mm over the nadir 20.
+        response = reads.save_assessment(
+            session, week16["primary"], targets(16, 10), user_id=team.users["alice"]
+        )
+    assert response == "PD"
+
+
+def test_read_on_case_in_query_rejected(
+    sessions: sessionmaker[Session], team: Team
+) -> None:
+    case_id, kinds = _to_reading(sessions, team)
+    with sessions.begin() as session:
+        reads.assign_read(
+            session, kinds["primary"], team.readers["alice"], actor="lead"
+        )
+        lifecycle.hold(session, case_id, actor="lead", reason="QC finding reopened")
+    with pytest.raises(WorkflowError, match="is on_hold; its primary read needs"):
+        with sessions.begin() as session:
+            reads.save_assessment(
+                session, kinds["primary"], targets(30), user_id=team.users["alice"]
+            )
+
+
+def test_expired_training_blocks_signing(
+    sessions: sessionmaker[Session], team: Team
+) -> None:
+    _, kinds = _read_pair(sessions, team)
+    with sessions.begin() as session:
+        reads.save_assessment(
+            session, kinds["primary"], targets(30), user_id=team.users["alice"]
+        )
+        session.execute(EXPIRE_TRAINING, {"reader_id": team.readers["alice"]})
+    with pytest.raises(WorkflowError, match="no current RECIST 1.1 training"):
+        with sessions.begin() as session:
+            reads.sign(
+                session,
+                kinds["primary"],
+                user_id=team.users["alice"],
+                password=PASSWORD,
+            )
+
+
+def test_failed_qc_case_gets_no_reads(
+    sessions: sessionmaker[Session], team: Team
+) -> None:
+    with sessions.begin() as session:
+        case_id = make_case(session, team.study_id, "301-0001")
+        case = lifecycle.lock_case(session, case_id)
+        lifecycle.transition(session, case, "qc", actor="system:auto-qc")
+        qc.fail_case(session, case_id, actor="qc.anna", reason_code="missing_series")
+    with pytest.raises(lifecycle.TransitionError, match="from query to reading"):
+        with sessions.begin() as session:
+            qc.pass_case(session, case_id, actor="qc.anna")
+    with sessions() as session:
+        assert reads.case_reads(session, case_id) == []
