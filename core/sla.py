@@ -23,7 +23,13 @@ from sqlalchemy import text
 from sqlalchemy.orm import Session
 
 from core.charter_sla import study_targets
-from core.triage import MODALITY_SQL, PREDICTION_SQL, RATES_SQL, model_params
+from core.triage import (
+    LIVE_READS,
+    MODALITY_SQL,
+    PREDICTION_SQL,
+    RATES_SQL,
+    model_params,
+)
 
 log = logging.getLogger(__name__)
 
@@ -41,13 +47,12 @@ targets AS (
         AS t(study_id, qc_hours)
 ),
 scope AS (
-    SELECT c.id, c.study_id, c.due_at, c.state, c.urgent, false AS is_baseline
+    SELECT c.id, c.study_id, c.due_at, c.state, c.urgent, false AS is_baseline,
+           CAST(:at AS timestamptz) AS at
     FROM cases c
     WHERE c.state IN {OPEN_STATES} AND c.due_at IS NOT NULL
 ), """
-    + PREDICTION_SQL.format(
-        outstanding="r.state IN ('unassigned', 'assigned', 'in_progress')"
-    )
+    + PREDICTION_SQL.format(**LIVE_READS)
     + f""",
 read_due AS (
     SELECT r.case_id,

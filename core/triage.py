@@ -73,30 +73,37 @@ adjudication_rates AS (
 """
 
 # One row per case in `scope` (a CTE the caller defines with id, study_id, due_at,
-# state), with the parts of its score. Reads count as outstanding when
-# `outstanding(r)` is true; the caller defines it for "now" or for a past instant.
+# state, urgent, is_baseline and `at`, the instant of the prediction). A read counts
+# as outstanding when `{outstanding}` is true, and `{reader}` is its reader at `at`;
+# the caller fills both in, for now or for a past instant in the backtest.
 PREDICTION_SQL = """
 case_reads AS (
-    SELECT s.id AS case_id, r.kind, r.reader_id, r.assigned_at,
+    SELECT s.id AS case_id, r.kind,
            coalesce(rr.hours, sr.mean_hours, :default_hours)
-             + CASE WHEN r.reader_id IS NULL
+             + CASE WHEN {reader} IS NULL
                     THEN coalesce(sr.mean_wait, 0) ELSE 0 END AS hours
     FROM scope s
     JOIN reads r ON r.case_id = s.id
     LEFT JOIN case_modality m ON m.case_id = s.id
     LEFT JOIN study_rates sr ON sr.study_id = s.study_id
     LEFT JOIN reader_rates rr ON rr.study_id = s.study_id
-         AND rr.reader_id = r.reader_id AND rr.modality = coalesce(m.modality, '')
+         AND rr.reader_id = {reader} AND rr.modality = coalesce(m.modality, '')
     WHERE {outstanding}
 ),
 predicted AS (
     SELECT s.id, s.study_id, s.due_at, s.urgent, s.is_baseline,
-           extract(epoch FROM s.due_at - :at) / 3600.0 AS hours_left,
+           extract(epoch FROM s.due_at - s.at) / 3600.0 AS hours_left,
            count(cr.case_id) AS reads_outstanding,
-           coalesce(max(cr.hours) FILTER (WHERE cr.kind <> 'adjudication'), 0)
+           -- Before reading starts, a case still needs a wait and a read.
+           CASE WHEN s.state IN ('received', 'qc', 'query')
+                THEN coalesce(sr.mean_hours, :default_hours)
+                     + coalesce(sr.mean_wait, 0)
+                ELSE coalesce(max(cr.hours) FILTER
+                              (WHERE cr.kind <> 'adjudication'), 0)
+           END
              + CASE WHEN bool_or(cr.kind = 'adjudication')
                     THEN max(cr.hours) FILTER (WHERE cr.kind = 'adjudication')
-                    WHEN s.state IN ('done', 'adjudication') THEN 0
+                    WHEN s.state = 'adjudication' THEN 0
                     ELSE coalesce(ar.rate, 0.3)
                          * coalesce(sr.adjudication_hours, :default_hours)
                END AS predicted_hours,
@@ -105,8 +112,8 @@ predicted AS (
     LEFT JOIN case_reads cr ON cr.case_id = s.id
     LEFT JOIN study_rates sr ON sr.study_id = s.study_id
     LEFT JOIN adjudication_rates ar ON ar.study_id = s.study_id
-    GROUP BY s.id, s.study_id, s.due_at, s.urgent, s.is_baseline, s.state,
-             sr.spread, sr.adjudication_hours, ar.rate
+    GROUP BY s.id, s.study_id, s.due_at, s.at, s.urgent, s.is_baseline, s.state,
+             sr.spread, sr.adjudication_hours, sr.mean_hours, sr.mean_wait, ar.rate
 ),
 scored AS (
     SELECT p.*,
@@ -116,6 +123,12 @@ scored AS (
     FROM predicted p
 )
 """
+
+# Reads still to sign now, with their current reader.
+LIVE_READS = {
+    "outstanding": "r.state IN ('unassigned', 'assigned', 'in_progress')",
+    "reader": "r.reader_id",
+}
 
 MODALITY_SQL = """
 case_modality AS (
@@ -164,15 +177,13 @@ _TRIAGE_SQL = (
     + """,
 scope AS (
     SELECT c.id, c.study_id, c.due_at, c.state, c.urgent, t.is_baseline,
-           c.subject_id, t.ordinal
+           c.subject_id, t.ordinal, CAST(:at AS timestamptz) AS at
     FROM cases c JOIN timepoints t ON t.id = c.timepoint_id
     WHERE c.state IN ('received', 'qc', 'query', 'reading', 'adjudication')
       AND c.due_at IS NOT NULL AND (CAST(:study AS integer) IS NULL
                                     OR c.study_id = :study)
 ), """
-    + PREDICTION_SQL.format(
-        outstanding="r.state IN ('unassigned', 'assigned', 'in_progress')"
-    )
+    + PREDICTION_SQL.format(**LIVE_READS)
     + """
 SELECT sc.id, sc.study_id, sc.urgent, sc.is_baseline, sc.hours_left,
        sc.reads_outstanding, sc.predicted_hours, sc.breach_probability,
