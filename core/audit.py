@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import insert, select, text
+from sqlalchemy import select, text
 from sqlalchemy.orm import Session
 
 from core.models import AuditEntry
@@ -125,11 +125,30 @@ def record(
     return entry
 
 
+_INSERT_MANY_SQL = """
+INSERT INTO audit_log (at, actor, action, entity_type, entity_id, study_id,
+                       old_values, new_values, reason, prev_hash, row_hash)
+SELECT :at, actor, action, entity_type, entity_id, study_id,
+       CAST(old_values AS jsonb), CAST(new_values AS jsonb), reason, prev_hash,
+       row_hash
+FROM unnest(CAST(:actor AS text[]), CAST(:action AS text[]),
+            CAST(:entity_type AS text[]), CAST(:entity_id AS text[]),
+            CAST(:study_id AS integer[]), CAST(:old_values AS text[]),
+            CAST(:new_values AS text[]), CAST(:reason AS text[]),
+            CAST(:prev_hash AS text[]), CAST(:row_hash AS text[]))
+     WITH ORDINALITY
+     AS u(actor, action, entity_type, entity_id, study_id, old_values, new_values,
+          reason, prev_hash, row_hash, position)
+ORDER BY position
+"""
+
+
 def record_many(session: Session, entries: Sequence[Mapping[str, Any]]) -> int:
     """Append many audit rows in the caller's transaction with one INSERT.
 
-    Each entry takes the keyword arguments of `record`. The rows chain in list order,
-    exactly as the same number of `record` calls would, so `verify_chain` accepts them.
+    Each entry takes the keyword arguments of `record`. The rows chain in list order
+    and take ids in that order, exactly as the same `record` calls would, so
+    `verify_chain` accepts them.
     """
     if not entries:
         return 0
@@ -141,10 +160,23 @@ def record_many(session: Session, entries: Sequence[Mapping[str, Any]]) -> int:
     )
     prev_hash = prev or GENESIS_HASH
     at = datetime.now(UTC)
-    rows = []
+    columns: dict[str, list[Any]] = {
+        name: []
+        for name in (
+            "actor",
+            "action",
+            "entity_type",
+            "entity_id",
+            "study_id",
+            "old_values",
+            "new_values",
+            "reason",
+            "prev_hash",
+            "row_hash",
+        )
+    }
     for entry in entries:
         row = {
-            "at": at,
             "actor": entry["actor"],
             "action": entry["action"],
             "entity_type": entry["entity_type"],
@@ -154,14 +186,15 @@ def record_many(session: Session, entries: Sequence[Mapping[str, Any]]) -> int:
             "new_values": _normalise(entry.get("new")),
             "reason": entry.get("reason"),
         }
-        row["prev_hash"] = prev_hash
-        row["row_hash"] = prev_hash = compute_hash(
-            prev_hash=prev_hash,
-            **{k: v for k, v in row.items() if k != "prev_hash"},
-        )
-        rows.append(row)
-    session.execute(insert(AuditEntry), rows)
-    return len(rows)
+        row_hash = compute_hash(prev_hash=prev_hash, at=at, **row)
+        row["prev_hash"], row["row_hash"] = prev_hash, row_hash
+        for key in ("old_values", "new_values"):
+            row[key] = None if row[key] is None else json.dumps(row[key])
+        for name, value in row.items():
+            columns[name].append(value)
+        prev_hash = row_hash
+    session.execute(text(_INSERT_MANY_SQL), {"at": at, **columns})
+    return len(entries)
 
 
 @dataclass(frozen=True)
