@@ -93,6 +93,21 @@ def cmd_charter_load(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_jobs(args: argparse.Namespace) -> int:
+    """Run the scheduler and, unless --no-scp, the DICOM receiver in this process."""
+    from jobs.scheduler import default_jobs, run_forever
+
+    runtime = open_runtime("jobs")
+    scp = None
+    if not args.no_scp:
+        from jobs.scp import start_scp
+
+        scp = start_scp(runtime)
+    specs = default_jobs(runtime.settings)
+    run_forever(runtime, specs, on_stop=scp.shutdown if scp is not None else None)
+    return 0
+
+
 def cmd_serve(args: argparse.Namespace) -> int:
     """Start the web and jobs processes as children and stop both on SIGTERM/SIGINT."""
     # Migrate once here so the children do not race to create the schema.
@@ -140,6 +155,12 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser("serve", help="run web, jobs and DICOM receiver").set_defaults(
         func=cmd_serve
     )
+
+    jobs = sub.add_parser("jobs", help="run the scheduler and the DICOM receiver")
+    jobs.add_argument(
+        "--no-scp", action="store_true", help="do not start the DICOM receiver"
+    )
+    jobs.set_defaults(func=cmd_jobs)
 
     audit = sub.add_parser("audit", help="check or export the audit trail")
     audit_sub = audit.add_subparsers(dest="audit_command", required=True)

@@ -116,6 +116,13 @@ class Settings:
     smtp_from: str
     webhook_url: str
     log_level: str
+    # Jobs process: intervals and time limits in seconds, SLA delays in hours.
+    assignment_interval_seconds: int = 60
+    sla_interval_seconds: int = 60
+    job_time_limit_seconds: int = 300
+    escalation_hours: float = 4.0
+    digest_hour: int = 8
+    breach_threshold: float = 0.5
 
 
 def load_settings() -> Settings:
@@ -155,4 +162,14 @@ def load_settings() -> Settings:
         smtp_from=env_str("IMAGINGOPS_SMTP_FROM", "imagingops@localhost"),
         webhook_url=env_str("IMAGINGOPS_WEBHOOK_URL", ""),
         log_level=log_level,
+        assignment_interval_seconds=env_int(
+            "IMAGINGOPS_ASSIGNMENT_INTERVAL_SECONDS", 60, minimum=1
+        ),
+        sla_interval_seconds=env_int("IMAGINGOPS_SLA_INTERVAL_SECONDS", 60, minimum=1),
+        job_time_limit_seconds=env_int(
+            "IMAGINGOPS_JOB_TIME_LIMIT_SECONDS", 300, minimum=1
+        ),
+        escalation_hours=env_float("IMAGINGOPS_SLA_ESCALATION_HOURS", 4.0),
+        digest_hour=env_int("IMAGINGOPS_DIGEST_HOUR", 8, minimum=0, maximum=23),
+        breach_threshold=env_float("IMAGINGOPS_BREACH_THRESHOLD", 0.5),
     )

@@ -519,3 +519,41 @@ class JobRun(Base):
     ok: Mapped[bool | None] = mapped_column(Boolean)
     items: Mapped[int] = mapped_column(Integer, server_default=text("0"))
     error: Mapped[str | None] = mapped_column(Text)
+
+
+# --- SLA digests and model quality ----------------------------------------------
+
+
+class AlertDigest(Base):
+    """One daily alert digest sent to a user, at most one per local calendar date."""
+
+    __tablename__ = "alert_digests"
+    __table_args__ = (UniqueConstraint("user_id", "local_date"),)
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id"))
+    # The date in the user's time zone; claimed before sending, so a re-run skips it.
+    local_date: Mapped[date] = mapped_column(Date)
+    timezone: Mapped[str] = mapped_column(String(64))
+    alerts: Mapped[int] = mapped_column(Integer, server_default=text("0"))
+    created_at: Mapped[datetime] = _now()
+    sent_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+class TriageBacktest(Base):
+    """The measured quality of the breach predictor on one study's (or all) history."""
+
+    __tablename__ = "triage_backtests"
+    __table_args__ = (Index("ix_triage_backtests_study_run", "study_id", "run_at"),)
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    study_id: Mapped[int | None] = mapped_column(ForeignKey("studies.id"))
+    run_at: Mapped[datetime] = _now()
+    threshold: Mapped[float] = mapped_column(Float)
+    cases: Mapped[int] = mapped_column(Integer)
+    breaches: Mapped[int] = mapped_column(Integer)
+    predicted: Mapped[int] = mapped_column(Integer)
+    true_positives: Mapped[int] = mapped_column(Integer)
+    precision: Mapped[float | None] = mapped_column(Float)
+    recall: Mapped[float | None] = mapped_column(Float)
+    detail: Mapped[dict[str, Any]] = mapped_column(JSONB)

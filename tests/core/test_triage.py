@@ -1,0 +1,93 @@
+"""Triage order, score parts and the breach backtest."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from sqlalchemy.orm import Session, sessionmaker
+
+from core.backtest import latest_backtests, run_backtest
+from core.models import Exam, Instance, Read, Series
+from core.triage import triage
+from tests.factories import NOW, make_case, make_reader, make_study
+
+
+def _add_images(session: Session, case_id: int, series: int, per_series: int) -> None:
+    exam = Exam(case_id=case_id, study_instance_uid=f"2.25.{case_id}")
+    session.add(exam)
+    session.flush()
+    for s in range(series):
+        row = Series(
+            exam_id=exam.id, series_instance_uid=f"2.25.{case_id}.{s}", modality="CT"
+        )
+        session.add(row)
+        session.flush()
+        for i in range(per_series):
+            session.add(
+                Instance(
+                    series_id=row.id,
+                    sop_instance_uid=f"2.25.{case_id}.{s}.{i}",
+                    content_sha256="0" * 64,
+                    size_bytes=1,
+                    archive_path="x",
+                    source="test",
+                    received_at=NOW,
+                )
+            )
+    session.flush()
+
+
+def test_triage_order_and_parts(sessions: sessionmaker[Session]) -> None:
+    with sessions.begin() as session:
+        study = make_study(session)
+        relaxed = make_case(session, study, "301-0001", 1, received=NOW)
+        tight = make_case(
+            session, study, "301-0002", 1, received=NOW - timedelta(hours=200)
+        )
+        urgent = make_case(session, study, "301-0003", 1, received=NOW, urgent=True)
+        baseline = make_case(session, study, "301-0002", 0, received=NOW)
+        _add_images(session, tight.id, series=2, per_series=3)
+    with sessions() as session:
+        rows = triage(session, NOW, NOW - timedelta(days=180))
+    order = [row.case_id for row in rows]
+    assert order == [urgent.id, baseline.id, tight.id, relaxed.id]
+    tight_row = rows[2]
+    assert tight_row.series == 2
+    assert tight_row.instances == 6
+    assert tight_row.prior_timepoints == 1
+    assert tight_row.reads_outstanding == 2
+    assert tight_row.hours_left == 40.0
+    assert tight_row.breach_probability > rows[3].breach_probability
+
+
+def test_backtest_counts_breaches(sessions: sessionmaker[Session]) -> None:
+    """Ten finished cases; the 70% split leaves cases 6 to 9 for the replay.
+
+    Cases 6 and 7 finish at 100 h, before their snapshot at 120 h, so only the two
+    late cases are replayed.
+    """
+    with sessions.begin() as session:
+        study = make_study(session, timepoints=1)
+        first = make_reader(session, "A", study)
+        second = make_reader(session, "B", study)
+        for number in range(10):
+            received = NOW - timedelta(days=100 - number)
+            case = make_case(session, study, f"301-9{number:03d}", received=received)
+            # Cases 8 and 9 finish after their 240 h SLA; the others in 100 h.
+            hours = 300 if number >= 8 else 100
+            case.state = "done"
+            case.completed_at = received + timedelta(hours=hours)
+            for read in session.query(Read).filter_by(case_id=case.id):
+                read.state = "signed"
+                read.reader_id = first.id if read.kind == "primary" else second.id
+                read.assigned_at = received + timedelta(hours=1)
+                read.signed_at = received + timedelta(hours=hours)
+    with sessions.begin() as session:
+        result = run_backtest(session, study_id=study.id)
+    assert result is not None
+    assert result.cases == 2
+    assert result.breaches == 2
+    assert result.detail["train_share"] == 0.7
+    with sessions() as session:
+        latest = latest_backtests(session)
+    assert [row.id for row in latest] == [result.id]

@@ -1,0 +1,154 @@
+"""The jobs process: run records, time limits, catch-up after downtime, SIGTERM."""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import subprocess
+import sys
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+from sqlalchemy import select
+from sqlalchemy.orm import Session, sessionmaker
+
+from core.config import PROJECT_ROOT
+from core.jobstatus import job_health
+from core.models import JobRun
+from core.runtime import Runtime
+from jobs.scheduler import JobSpec, default_jobs, first_run_times, run_job
+from tests.jobs import steps
+
+
+def _runs(sessions: sessionmaker[Session]) -> list[JobRun]:
+    with sessions() as session:
+        return list(session.scalars(select(JobRun).order_by(JobRun.id)))
+
+
+def test_run_records_items(runtime: Runtime) -> None:
+    result = run_job(runtime, JobSpec("seven", steps.seven_items, 60, 60))
+    [row] = _runs(runtime.sessions)
+    assert result.ok
+    assert row.job == "seven"
+    assert row.ok is True
+    assert row.items == 7
+    assert row.finished_at is not None
+    assert row.host
+
+
+def test_failing_step_recorded(runtime: Runtime) -> None:
+    run_job(runtime, JobSpec("fail", steps.fail, 60, 60))
+    [row] = _runs(runtime.sessions)
+    assert row.ok is False
+    assert row.error == "ValueError: broken step"
+
+
+def test_hanging_step_is_killed(
+    runtime: Runtime, caplog: pytest.LogCaptureFixture
+) -> None:
+    with caplog.at_level(logging.ERROR, logger="jobs.scheduler"):
+        result = run_job(runtime, JobSpec("hang", steps.hang, 60, 1))
+    [row] = _runs(runtime.sessions)
+    assert not result.ok
+    assert row.ok is False
+    assert row.error == "timed out after 1 s"
+    assert "Job hang timed out" in caplog.text
+
+
+def test_missed_runs_run_once(
+    runtime: Runtime, caplog: pytest.LogCaptureFixture
+) -> None:
+    now = datetime(2026, 6, 10, 12, 0, tzinfo=UTC)
+    with runtime.sessions.begin() as session:
+        for job, age in (("down", 600), ("recent", 30)):
+            started = now - timedelta(seconds=age)
+            session.add(
+                JobRun(
+                    job=job, host="h", started_at=started, finished_at=started, ok=True
+                )
+            )
+    specs = [
+        JobSpec("down", steps.seven_items, 60, 60),
+        JobSpec("recent", steps.seven_items, 60, 60),
+        JobSpec("new", steps.seven_items, 60, 60),
+    ]
+    with caplog.at_level(logging.WARNING, logger="jobs.scheduler"):
+        first = first_run_times(runtime, specs, now)
+    assert first["down"] == now
+    assert first["recent"] == now + timedelta(seconds=30)
+    assert first["new"] == now
+    assert "Job down missed 10 run(s)" in caplog.text
+    assert "recent" not in caplog.text
+
+
+def test_stale_job_health(sessions: sessionmaker[Session]) -> None:
+    now = datetime(2026, 6, 10, 12, 0, tzinfo=UTC)
+    with sessions.begin() as session:
+        for job, age, ok in (
+            ("fresh", 50, True),
+            ("old", 500, True),
+            ("bad", 5, False),
+        ):
+            started = now - timedelta(seconds=age)
+            session.add(
+                JobRun(
+                    job=job, host="h", started_at=started, finished_at=started, ok=ok
+                )
+            )
+    with sessions() as session:
+        health = {
+            h.job: h
+            for h in job_health(
+                session, {"fresh": 60, "old": 60, "bad": 60, "never": 60}, now
+            )
+        }
+    assert not health["fresh"].stale
+    assert health["old"].stale
+    assert health["bad"].stale
+    assert health["bad"].last_success is None
+    assert health["never"].stale
+
+
+def test_default_jobs_names(settings: object) -> None:
+    names = [spec.name for spec in default_jobs(settings)]  # type: ignore[arg-type]
+    assert names == [
+        "assign_reads",
+        "reassign_stalled_reads",
+        "sla_sweep",
+        "sla_notify",
+        "sla_digest",
+    ]
+
+
+def test_sigterm_finishes_step(
+    sessions: sessionmaker[Session], database_url: str, tmp_path: Path
+) -> None:
+    marker = tmp_path / "marker"
+    env = {**os.environ, "IMAGINGOPS_TEST_MARKER": str(marker)}
+    process = subprocess.Popen(
+        [sys.executable, "-m", "tests.jobs.steps", database_url],
+        cwd=PROJECT_ROOT,
+        env=env,
+        stderr=subprocess.PIPE,
+    )
+    try:
+        for _ in range(600):
+            if marker.exists():
+                break
+            try:
+                process.wait(timeout=0.1)
+            except subprocess.TimeoutExpired:
+                continue
+        assert marker.exists()
+        process.send_signal(signal.SIGTERM)
+        _, stderr = process.communicate(timeout=60)
+    finally:
+        if process.poll() is None:
+            process.kill()
+    [row] = _runs(sessions)
+    assert process.returncode == 0
+    assert row.ok is True
+    assert row.items == 3
+    assert b"stopping after the runs in flight" in stderr
