@@ -10,12 +10,14 @@ from __future__ import annotations
 
 import hashlib
 import io
+import struct
 import warnings
 from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
 
 import pydicom
+from pydicom.dataelem import RawDataElement
 from pydicom.dataset import Dataset
 from pydicom.errors import InvalidDicomError
 
@@ -32,6 +34,23 @@ from core.ingest.values import (
 )
 
 MEDIA_STORAGE_DIRECTORY = "1.2.840.10008.1.3.10"
+UNDEFINED_LENGTH = 0xFFFFFFFF
+# Explicit VRs with a 4-byte length field (DICOM PS3.5 table 7.1-1).
+LONG_LENGTH_VRS = {
+    b"OB",
+    b"OD",
+    b"OF",
+    b"OL",
+    b"OV",
+    b"OW",
+    b"SQ",
+    b"UC",
+    b"UN",
+    b"UR",
+    b"UT",
+}
+SEQUENCE_DELIMITER_LE = b"\xfe\xff\xdd\xe0\x00\x00\x00\x00"
+SEQUENCE_DELIMITER_BE = b"\xff\xfe\xe0\xdd\x00\x00\x00\x00"
 
 
 class Rejected(Exception):
@@ -78,31 +97,36 @@ class Header:
     findings: list[Finding] = field(default_factory=list)
 
 
-def read_dataset(data: bytes, findings: list[Finding]) -> Dataset:
-    """Parse the header, falling back to a forced read for files without file meta."""
+def read_dataset(data: bytes, findings: list[Finding]) -> tuple[Dataset, int]:
+    """Parse the header, falling back to a forced read for files without file meta.
+
+    Returns the dataset and the offset where parsing stopped: the start of the
+    Pixel Data element, or the end of the file.
+    """
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
+        stream = io.BytesIO(data)
         try:
-            return pydicom.dcmread(io.BytesIO(data), stop_before_pixels=True)
+            ds = pydicom.dcmread(stream, stop_before_pixels=True)
+            return ds, stream.tell()
         except InvalidDicomError:
             pass
         except Exception as exc:
-            raise Rejected(
-                "unreadable", f"DICOM header cannot be parsed: {exc}"
-            ) from exc
+            reason = f"DICOM header cannot be parsed: {exc}"
+            raise Rejected("unreadable", reason) from exc
+        stream = io.BytesIO(data)
         try:
-            ds = pydicom.dcmread(io.BytesIO(data), stop_before_pixels=True, force=True)
-            len(ds)  # noqa: B018 - parsing is lazy until the elements are counted
+            ds = pydicom.dcmread(stream, stop_before_pixels=True, force=True)
         except Exception as exc:
             raise Rejected("not_dicom", f"not a DICOM file: {exc}") from exc
     findings.append(
         Finding(
             "no_file_meta",
             "file has no preamble and no file meta information (DICOM PS3.10 "
-            "section 7.1); read by guessing the transfer syntax",
+            "section 7.1), so it was read by guessing the transfer syntax",
         )
     )
-    return ds
+    return ds, stream.tell()
 
 
 def parse_bytes(data: bytes) -> Header:
@@ -110,17 +134,90 @@ def parse_bytes(data: bytes) -> Header:
     if not data:
         raise Rejected("empty_file", "file is empty")
     findings: list[Finding] = []
-    ds = read_dataset(data, findings)
+    ds, stopped_at = read_dataset(data, findings)
     try:
-        return _build_header(ds, data, findings)
+        header = _build_header(ds, data, findings)
+        check_complete(ds, data, stopped_at)
     except Rejected:
         raise
     except Exception as exc:
         raise Rejected("unreadable", f"DICOM header cannot be parsed: {exc}") from exc
+    return header
+
+
+def same_values(first: Path, second: Path) -> bool:
+    """Return whether two files hold the same element values, however encoded.
+
+    Used only when two files share a SOPInstanceUID but not their SHA-256: the
+    same instance sent once in big and once in little endian is one instance.
+    Pixel data is compared as stored bytes and never decoded.
+    """
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        try:
+            values = [
+                pydicom.dcmread(path, force=True).to_json_dict()
+                for path in (first, second)
+            ]
+        except Exception:  # noqa: BLE001 - an unreadable copy is not the same
+            return False
+    return values[0] == values[1]
 
 
 def parse_file(path: Path) -> Header:
     return parse_bytes(path.read_bytes())
+
+
+def check_complete(ds: Dataset, data: bytes, stopped_at: int) -> None:
+    """Raise Rejected("truncated") when the file ends inside its last element.
+
+    Pixel data is checked from its element header alone (DICOM PS3.5 section 7.1),
+    so it is never read or decoded.
+    """
+    if stopped_at < len(data):
+        little_endian = ds.original_encoding[1] is not False
+        if not complete_pixel_data(data, stopped_at, little_endian):
+            raise Rejected("truncated", "file ends inside its Pixel Data")
+        return
+    short = _short_last_element(ds, depth=0)
+    if short is not None:
+        raise Rejected("truncated", f"file ends inside element {short}")
+
+
+def _short_last_element(ds: Dataset, depth: int) -> str | None:
+    """Return the tag of a last element shorter than its length, following sequences."""
+    keys = list(ds.keys())
+    last = ds.get_item(keys[-1]) if keys and depth < 16 else None
+    if isinstance(last, RawDataElement):
+        if last.length != UNDEFINED_LENGTH and len(last.value or b"") < last.length:
+            return str(last.tag)
+        return None
+    if last is not None and last.VR == "SQ" and last.value:
+        return _short_last_element(last.value[-1], depth + 1)
+    return None
+
+
+def complete_pixel_data(data: bytes, offset: int, little_endian: bool) -> bool:
+    """Return whether the element starting at `offset` fits in `data`.
+
+    The VR field is detected from the bytes, because some files declare explicit
+    VR in their file meta but encode the dataset in implicit VR.
+    """
+    order = "<" if little_endian else ">"
+    vr = data[offset + 4 : offset + 6]
+    if not (len(vr) == 2 and vr.isalpha() and vr.isupper()):
+        header_length, length_format, length_at = 8, f"{order}I", 4
+    elif vr in LONG_LENGTH_VRS:
+        header_length, length_format, length_at = 12, f"{order}I", 8
+    else:
+        header_length, length_format, length_at = 8, f"{order}H", 6
+    if offset + header_length > len(data):
+        return False
+    (length,) = struct.unpack_from(length_format, data, offset + length_at)
+    if length == UNDEFINED_LENGTH:
+        delimiter = SEQUENCE_DELIMITER_LE if little_endian else SEQUENCE_DELIMITER_BE
+        return data.rfind(delimiter, offset) != -1
+    return bool(offset + header_length + length <= len(data))
 
 
 def _identity(ds: Dataset, findings: list[Finding]) -> tuple[str, str, str]:

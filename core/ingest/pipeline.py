@@ -181,6 +181,8 @@ def _commit_batch(
     if remove_inputs:
         for path in outcome.done:
             remove_input(path)
+    for path in outcome.orphans:
+        remove_input(path)
     report.add(outcome)
     report.skipped += len(unread)
     log.info(

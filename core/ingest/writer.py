@@ -19,7 +19,7 @@ from sqlalchemy import func, select, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Session
 
-from core.ingest.header import Header
+from core.ingest.header import Header, same_values
 from core.ingest.matching import Matcher
 from core.ingest.prepare import Prepared
 from core.ingest.storage import quarantine_path
@@ -41,6 +41,8 @@ class BatchOutcome:
     cases_created: int = 0
     # Inputs whose outcome is committed once the transaction commits.
     done: list[Path] = field(default_factory=list)
+    # Archive copies that no row references (conflicts and re-encoded duplicates).
+    orphans: list[Path] = field(default_factory=list)
 
 
 @dataclass
@@ -82,41 +84,60 @@ def _split_known(
     quarantine carrying both hashes.
     """
     uids = {item.header.sop_instance_uid for item in parsed if item.header}
-    known: dict[str, tuple[int | None, str]] = {
-        uid: (instance_id, sha)
-        for instance_id, uid, sha in session.execute(
+    known: dict[str, _Stored] = {
+        uid: _Stored(instance_id, sha, Path(path))
+        for instance_id, uid, sha, path in session.execute(
             select(
-                Instance.id, Instance.sop_instance_uid, Instance.content_sha256
+                Instance.id,
+                Instance.sop_instance_uid,
+                Instance.content_sha256,
+                Instance.archive_path,
             ).where(Instance.sop_instance_uid.in_(uids))
         )
     }
     fresh: list[Prepared] = []
     for item in parsed:
         header = item.header
-        assert header is not None
+        assert header is not None and item.stored_path is not None
         seen = known.get(header.sop_instance_uid)
         if seen is None:
-            known[header.sop_instance_uid] = (None, header.sha256)
+            known[header.sop_instance_uid] = _Stored(
+                None, header.sha256, item.stored_path
+            )
             fresh.append(item)
-        elif _same_content(seen[1], item):
+        elif _same_content(seen, item):
             outcome.duplicates += 1
             outcome.done.append(item.arrival.path)
+            if seen.path != item.stored_path:
+                outcome.orphans.append(item.stored_path)
         else:
+            outcome.orphans.append(item.stored_path)
             _quarantine_conflict(session, item, seen, quarantine_dir)
             outcome.conflicts += 1
             outcome.done.append(item.arrival.path)
     return fresh
 
 
-def _same_content(stored_sha: str, item: Prepared) -> bool:
-    assert item.header is not None
-    return stored_sha == item.header.sha256
+@dataclass(frozen=True)
+class _Stored:
+    """The copy of record of a SOPInstanceUID; `instance_id` is None until inserted."""
+
+    instance_id: int | None
+    sha256: str
+    path: Path
+
+
+def _same_content(stored: _Stored, item: Prepared) -> bool:
+    assert item.header is not None and item.stored_path is not None
+    if stored.sha256 == item.header.sha256:
+        return True
+    return same_values(stored.path, item.stored_path)
 
 
 def _quarantine_conflict(
     session: Session,
     item: Prepared,
-    seen: tuple[int | None, str],
+    seen: _Stored,
     quarantine_dir: Path,
 ) -> None:
     assert item.header is not None and item.stored_path is not None
@@ -125,10 +146,12 @@ def _quarantine_conflict(
     shutil.copyfile(item.stored_path, target)
     item.stored_path = target
     reason = (
-        f"SOPInstanceUID is already stored with content SHA-256 {seen[1]}; this "
-        f"file has SHA-256 {item.header.sha256}. The stored instance was kept."
+        f"SOPInstanceUID is already stored with content SHA-256 {seen.sha256}, but "
+        f"this file has SHA-256 {item.header.sha256}. The stored instance was kept."
     )
-    _quarantine(session, item, "sop_conflict", reason, conflict_instance_id=seen[0])
+    _quarantine(
+        session, item, "sop_conflict", reason, conflict_instance_id=seen.instance_id
+    )
 
 
 def _quarantine(
