@@ -22,6 +22,8 @@ from core.ingest.values import Finding, shorten
 from core.models import Case, Charter, Site, Study, Subject, Timepoint
 
 ACTOR = "system:ingest"
+# Longest subject code the subjects table stores; the LO maximum of DICOM PS3.5.
+MAX_CODE_LENGTH = 64
 
 
 @dataclass
@@ -137,6 +139,16 @@ class Matcher:
                 )
             )
         subject = self._subjects[key]
+        if subject is None and len(code) > MAX_CODE_LENGTH:
+            result.findings.append(
+                Finding(
+                    "unmatched_subject",
+                    f"ClinicalTrialSubjectID is {len(code)} characters, longer than "
+                    f"a subject code ({MAX_CODE_LENGTH}), so it was not enrolled",
+                    "ClinicalTrialSubjectID",
+                )
+            )
+            return None
         if subject is None and site is not None:
             subject = self._enrol(study, site, code)
             self._subjects[key] = subject

@@ -11,18 +11,21 @@ from __future__ import annotations
 import logging
 import multiprocessing
 import os
+import shutil
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Executor, ProcessPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from functools import partial
 from itertools import islice
 from pathlib import Path
 
+from sqlalchemy.exc import DataError
+
 from core.config import Settings
 from core.db import transaction
 from core.ingest.prepare import Arrival, Prepared, prepare
-from core.ingest.storage import remove_input
+from core.ingest.storage import quarantine_path, remove_input
 from core.ingest.writer import BatchOutcome, write_batch
 from core.runtime import Runtime
 
@@ -169,22 +172,70 @@ def _commit_batch(
         )
     readable = [item for item in prepared if item.read_error is None]
     try:
+        outcomes = [_write(runtime, readable)]
+    except DataError:
+        # One value the database rejects must not block the whole batch forever.
+        log.warning(
+            "Batch of %d files hit a data error; retrying file by file", len(readable)
+        )
+        outcomes = [_write_alone(runtime, item) for item in readable]
+    for outcome in outcomes:
+        _finish(outcome, report, remove_inputs)
+    report.skipped += len(unread)
+    if progress is not None:
+        progress(len(prepared))
+
+
+def _write(runtime: Runtime, batch: list[Prepared]) -> BatchOutcome:
+    try:
         with transaction(runtime.sessions) as session:
-            outcome = write_batch(session, readable, runtime.settings.quarantine_dir)
+            return write_batch(session, batch, runtime.settings.quarantine_dir)
+    except DataError:
+        raise
     except Exception:
         log.exception(
             "Batch of %d files failed to commit; inputs kept, first is %s",
-            len(readable),
-            readable[0].arrival.path.name if readable else "-",
+            len(batch),
+            batch[0].arrival.path.name if batch else "-",
         )
         raise
+
+
+def _write_alone(runtime: Runtime, item: Prepared) -> BatchOutcome:
+    """Write one file; quarantine it when the database rejects one of its values."""
+    try:
+        return _write(runtime, [item])
+    except DataError as exc:
+        reason = str(exc.orig).splitlines()[0] if exc.orig else str(exc)
+        log.error("Database rejected a value of %s: %s", item.arrival.path.name, reason)
+    source = item.stored_path
+    assert source is not None and item.sha256 is not None
+    target = quarantine_path(
+        runtime.settings.quarantine_dir, item.sha256, item.arrival.path.name
+    )
+    target.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(source, target)
+    rejected = replace(
+        item,
+        header=None,
+        stored_path=target,
+        reject_code="row_rejected",
+        reject_reason=f"the database rejected a header value: {reason}",
+    )
+    outcome = _write(runtime, [rejected])
+    if item.header is not None:
+        outcome.orphans.append(source)
+    return outcome
+
+
+def _finish(outcome: BatchOutcome, report: IngestReport, remove_inputs: bool) -> None:
+    """Remove what a committed batch made redundant, and count it."""
     if remove_inputs:
         for path in outcome.done:
             remove_input(path)
     for path in outcome.orphans:
         remove_input(path)
     report.add(outcome)
-    report.skipped += len(unread)
     log.info(
         "Ingest batch committed: %d ingested (%d unmatched), %d duplicates, "
         "%d conflicts, %d quarantined, %d cases created",
@@ -195,8 +246,6 @@ def _commit_batch(
         outcome.quarantined,
         outcome.cases_created,
     )
-    if progress is not None:
-        progress(len(prepared))
 
 
 def _chunks(items: Iterator[Arrival], size: int) -> Iterator[list[Arrival]]:

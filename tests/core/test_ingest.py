@@ -221,3 +221,43 @@ def test_progress_callback_counts_files(runtime: Runtime) -> None:
     ingest_folder(runtime, runtime.settings.drop_dir, progress=done.append)
 
     assert sum(done) == 2
+
+
+def test_rejected_value_quarantines_one_file(runtime: Runtime) -> None:
+    """A value the database rejects quarantines its file, and the rest goes in."""
+    make_study(runtime.sessions)
+    bad = synth(runtime.settings.drop_dir / "bad.dcm")
+    synth(runtime.settings.drop_dir / "good.dcm", source="MR_small.dcm")
+    bad_uid = pydicom.dcmread(bad).SOPInstanceUID
+    with runtime.engine.begin() as conn:
+        conn.execute(
+            text(
+                "CREATE FUNCTION test_reject_value() RETURNS trigger LANGUAGE plpgsql "
+                f"AS $$ BEGIN IF NEW.sop_instance_uid = '{bad_uid}' THEN RAISE "
+                "EXCEPTION 'value too long' USING ERRCODE = '22001'; END IF; "
+                "RETURN NEW; END; $$"
+            )
+        )
+        conn.execute(
+            text(
+                "CREATE TRIGGER test_reject_value BEFORE INSERT ON instances "
+                "FOR EACH ROW EXECUTE FUNCTION test_reject_value()"
+            )
+        )
+    try:
+        report = ingest_folder(runtime, runtime.settings.drop_dir)
+    finally:
+        with runtime.engine.begin() as conn:
+            conn.execute(text("DROP TRIGGER test_reject_value ON instances"))
+            conn.execute(text("DROP FUNCTION test_reject_value()"))
+
+    assert report.ingested == 1
+    assert report.quarantined == 1
+    assert list(runtime.settings.drop_dir.iterdir()) == []
+    with runtime.sessions() as session:
+        row = session.scalars(select(QuarantinedFile)).one()
+        stored = session.scalars(select(Instance.sop_instance_uid)).all()
+    assert row.reason_code == "row_rejected"
+    assert "value too long" in row.reason
+    assert bad_uid not in stored
+    assert Path(row.stored_path).exists()
