@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -13,7 +15,7 @@ from pynetdicom.sop_class import CTImageStorage, MRImageStorage, Verification
 from pynetdicom.transport import ThreadedAssociationServer
 from sqlalchemy import select
 
-from core.models import Case, Instance
+from core.models import Case, Instance, InstanceFinding
 from core.runtime import Runtime
 from jobs.ingest import incoming_dir, recover_archive
 from jobs.scp import start_scp
@@ -143,3 +145,37 @@ def test_recover_archive_after_crash(runtime: Runtime, tmp_path: Path) -> None:
     with runtime.sessions() as session:
         instance = session.scalars(select(Instance)).one()
     assert instance.sop_instance_uid == ds.SOPInstanceUID
+
+
+def test_scp_long_uid_gets_a_status(
+    runtime: Runtime, scp: ThreadedAssociationServer, tmp_path: Path
+) -> None:
+    """An over-long SOPInstanceUID still gets a DIMSE status, not an abort.
+
+    pynetdicom refuses to send such a UID, so dcmtk's storescu sends it.
+    """
+    ds = pydicom.dcmread(synth(tmp_path / "a.dcm"))
+    long_uid = "1.2.826.0.1.3680043.8.498." + "1234567890" * 5
+    ds.SOPInstanceUID = long_uid
+    ds.file_meta.MediaStorageSOPInstanceUID = long_uid
+    ds.save_as(tmp_path / "long.dcm")
+    host, port = scp.server_address[:2]
+
+    sent = subprocess.run(
+        ["storescu", "-v", "-aet", "SITE_B", "-aec", "IMAGINGOPS"]
+        + [host, str(port), str(tmp_path / "long.dcm")],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "TCP_NODELAY": "1"},
+        timeout=60,
+    )
+    recover_archive(runtime)
+
+    assert sent.returncode == 0, sent.stderr
+    assert "Received Store Response (Success)" in sent.stdout + sent.stderr
+    with runtime.sessions() as session:
+        instance = session.scalars(select(Instance)).one()
+        codes = session.scalars(select(InstanceFinding.code)).all()
+    assert instance.sop_instance_uid == long_uid
+    assert instance.calling_ae == "SITE_B"
+    assert "uid_too_long" in codes
