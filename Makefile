@@ -4,7 +4,10 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint typecheck format clean
+.PHONY: run test lint typecheck format clean system-deps
+
+# Debian packages the tests use: dcmtk's storescu sends what pynetdicom refuses to.
+DEBIAN_PACKAGES := dcmtk
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -23,7 +26,11 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(BIN)/mypy
 
-test: lint typecheck
+system-deps:
+	@command -v storescu >/dev/null || \
+		(apt-get update -q && apt-get install -y -q $(DEBIAN_PACKAGES))
+
+test: lint typecheck system-deps
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 format: $(STAMP)

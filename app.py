@@ -108,6 +108,53 @@ def cmd_jobs(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_ingest(args: argparse.Namespace) -> int:
+    """Ingest a folder once, with a progress bar; inputs stay unless --move."""
+    from pathlib import Path
+
+    from tqdm import tqdm
+
+    from core.ingest import ingest_folder
+    from core.ingest.pipeline import walk_files
+
+    folder = Path(args.path)
+    if not folder.is_dir():
+        print(f"FAILED: {folder} is not a folder", file=sys.stderr)
+        return 2
+    runtime = open_runtime("ingest")
+    total = sum(1 for _ in walk_files(folder))
+    with tqdm(total=total, unit="file") as bar:
+        report = ingest_folder(
+            runtime, folder, progress=bar.update, remove_inputs=args.move
+        )
+    print(
+        f"{report.ingested} ingested ({report.unmatched} unmatched), "
+        f"{report.duplicates} duplicates, {report.conflicts} conflicts, "
+        f"{report.quarantined} quarantined, {report.cases_created} cases created"
+    )
+    return 0
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    import json
+
+    from core.status import collect_status
+
+    status = collect_status(open_runtime("status"))
+    if args.json:
+        print(json.dumps(status, indent=2, sort_keys=True))
+        return 0
+    for key, value in status.items():
+        print(f"{key}: {value}")
+    return 0
+
+
+def cmd_scp(args: argparse.Namespace) -> int:
+    from jobs.scp import run_scp
+
+    return run_scp(open_runtime("scp"))
+
+
 def cmd_serve(args: argparse.Namespace) -> int:
     """Start the web and jobs processes as children and stop both on SIGTERM/SIGINT."""
     # Migrate once here so the children do not race to create the schema.
@@ -161,6 +208,19 @@ def build_parser() -> argparse.ArgumentParser:
         "--no-scp", action="store_true", help="do not start the DICOM receiver"
     )
     jobs.set_defaults(func=cmd_jobs)
+
+    ingest = sub.add_parser("ingest", help="ingest a folder of DICOM files once")
+    ingest.add_argument("path", help="folder to ingest, recursively")
+    ingest.add_argument(
+        "--move", action="store_true", help="remove each input once its row is saved"
+    )
+    ingest.set_defaults(func=cmd_ingest)
+    status = sub.add_parser("status", help="print counts, job runs and folders")
+    status.add_argument("--json", action="store_true", help="print JSON")
+    status.set_defaults(func=cmd_status)
+    sub.add_parser("scp", help="run the DICOM C-STORE receiver alone").set_defaults(
+        func=cmd_scp
+    )
 
     audit = sub.add_parser("audit", help="check or export the audit trail")
     audit_sub = audit.add_subparsers(dest="audit_command", required=True)
