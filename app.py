@@ -192,6 +192,98 @@ def cmd_serve(args: argparse.Namespace) -> int:
     return exit_code
 
 
+def cmd_web(args: argparse.Namespace) -> int:
+    """Serve the dashboard with gunicorn when installed, else Dash's own server."""
+    settings = load_settings()
+    bind = f"{settings.web_host}:{settings.web_port}"
+    try:
+        import gunicorn  # noqa: F401
+    except ImportError:
+        from dashboard.app import create_app
+
+        log.info("gunicorn is not installed; serving with the Dash server at %s", bind)
+        app = create_app(open_runtime("web"))
+        app.run(host=settings.web_host, port=settings.web_port, debug=False)
+        return 0
+    # Migrate once before the workers start, so they do not race.
+    open_runtime("web-migrate")
+    command = [sys.executable, "-m", "gunicorn", "--bind", bind]
+    command += ["--workers", str(args.workers), "--access-logfile", "-", "app:server"]
+    log.info("Serving the dashboard with gunicorn at %s", bind)
+    return subprocess.call(command)
+
+
+def _read_password(path: str | None) -> str:
+    if path:
+        with open(path, encoding="utf-8") as handle:
+            return handle.readline().rstrip("\n")
+    import getpass
+
+    first = getpass.getpass("Password: ")
+    if first != getpass.getpass("Repeat password: "):
+        raise ValueError("the two passwords differ")
+    return first
+
+
+def cmd_users_create(args: argparse.Namespace) -> int:
+    from core import accounts
+
+    try:
+        password = _read_password(args.password_file)
+    except (OSError, ValueError) as exc:
+        print(f"FAILED: cannot read the password: {exc}", file=sys.stderr)
+        return 1
+    runtime = open_runtime("users")
+    try:
+        with runtime.sessions.begin() as session:
+            study_ids = accounts.study_ids_for_protocols(session, args.study or [])
+            accounts.create_user(
+                session,
+                args.username,
+                password,
+                args.role,
+                display_name=args.display_name,
+                timezone=args.timezone,
+                study_ids=study_ids,
+                actor="cli",
+            )
+    except accounts.AccountError as exc:
+        print(f"FAILED: {exc}", file=sys.stderr)
+        return 1
+    print(f"Created user {args.username} with role {args.role}")
+    return 0
+
+
+def add_web_commands(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    web = sub.add_parser("web", help="serve the dashboard (never runs the scheduler)")
+    web.add_argument("--workers", type=int, default=2, help="gunicorn worker processes")
+    web.set_defaults(func=cmd_web)
+
+    users = sub.add_parser("users", help="manage dashboard users")
+    users_sub = users.add_subparsers(dest="users_command", required=True)
+    create = users_sub.add_parser("create", help="create a user")
+    create.add_argument("username")
+    create.add_argument(
+        "--role",
+        required=True,
+        help="admin, leadership, study_manager, qc_reviewer, reader or sponsor",
+    )
+    create.add_argument(
+        "--study",
+        action="append",
+        metavar="PROTOCOL",
+        help="grant a study by protocol id; repeat for more",
+    )
+    create.add_argument(
+        "--password-file",
+        help="read the password from this file "
+        "(first line); without it the password is prompted for",
+    )
+    create.add_argument("--display-name", default="")
+    create.add_argument("--timezone", default="UTC", help="IANA time zone name")
+    create.set_defaults(func=cmd_users_create)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="app.py", description="ImagingOps")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -221,6 +313,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser("scp", help="run the DICOM C-STORE receiver alone").set_defaults(
         func=cmd_scp
     )
+    add_web_commands(sub)
 
     audit = sub.add_parser("audit", help="check or export the audit trail")
     audit_sub = audit.add_subparsers(dest="audit_command", required=True)

@@ -45,23 +45,60 @@ class DemoStudy:
 
 DEMO_STUDIES = (
     DemoStudy(
-        "Helios Therapeutics", "ONC-301", "NSCLC, second line", "CT", 8, 200, 42, 8, instances_per_case=2,
+        "Helios Therapeutics",
+        "ONC-301",
+        "NSCLC, second line",
+        "CT",
+        8,
+        200,
+        42,
+        8,
+        instances_per_case=2,
         charter_file="onc-301.yaml",
     ),
     DemoStudy(
-        "Helios Therapeutics", "ONC-302", "Metastatic colorectal cancer", "CT", 7, 160, 56, 6,
+        "Helios Therapeutics",
+        "ONC-302",
+        "Metastatic colorectal cancer",
+        "CT",
+        7,
+        160,
+        56,
+        6,
         charter_file="onc-302.yaml",
     ),
     DemoStudy(
-        "Meridian Biosciences", "HCC-210", "Hepatocellular carcinoma", "MR", 6, 130, 56, 6,
-        instances_per_case=2, charter_file="hcc-210.yaml",
+        "Meridian Biosciences",
+        "HCC-210",
+        "Hepatocellular carcinoma",
+        "MR",
+        6,
+        130,
+        56,
+        6,
+        instances_per_case=2,
+        charter_file="hcc-210.yaml",
     ),
     DemoStudy(
-        "Meridian Biosciences", "MEL-115", "Advanced melanoma", "CT", 5, 120, 42, 8,
+        "Meridian Biosciences",
+        "MEL-115",
+        "Advanced melanoma",
+        "CT",
+        5,
+        120,
+        42,
+        8,
         charter_file="mel-115.yaml",
     ),
     DemoStudy(
-        "Corvid Pharma", "BRC-415", "HER2+ breast cancer", "CT", 6, 130, 63, 6,
+        "Corvid Pharma",
+        "BRC-415",
+        "HER2+ breast cancer",
+        "CT",
+        6,
+        130,
+        63,
+        6,
         charter_file="brc-415.yaml",
     ),
 )
@@ -129,7 +166,9 @@ def plan_portfolio(now: datetime, *, days: int = 120, seed: int = 301) -> DemoPl
             if rng.random() < 1 / 12:
                 visits.append(("UNSCHEDULED", rng.uniform(10, days)))
             for timepoint, day in visits:
-                arrives = enrolled + timedelta(days=max(day, 0), hours=rng.uniform(0, 10))
+                arrives = enrolled + timedelta(
+                    days=max(day, 0), hours=rng.uniform(0, 10)
+                )
                 if window_start <= arrives <= now:
                     plan.cases.append(
                         PlannedCase(
@@ -174,7 +213,11 @@ def create_registry(session: Session, plan: DemoPlan) -> None:
             entity_type="study",
             entity_id=study.id,
             study_id=study.id,
-            new={"protocol_id": spec.protocol_id, "sponsor": spec.sponsor, "demo": True},
+            new={
+                "protocol_id": spec.protocol_id,
+                "sponsor": spec.sponsor,
+                "demo": True,
+            },
             reason="demo portfolio",
         )
 
@@ -184,7 +227,9 @@ def _create_study_children(
 ) -> None:
     sites = []
     for number in range(1, spec.sites + 1):
-        site = Site(study_id=study.id, site_code=f"S{number:02d}", name=f"Site {number:02d}")
+        site = Site(
+            study_id=study.id, site_code=f"S{number:02d}", name=f"Site {number:02d}"
+        )
         sites.append(site)
     session.add_all(sites)
     session.flush()
@@ -216,7 +261,9 @@ def _create_study_children(
 
 
 def portfolio_exists(session: Session) -> bool:
-    return bool(session.scalar(select(func.count()).select_from(Study).where(Study.is_demo)))
+    return bool(
+        session.scalar(select(func.count()).select_from(Study).where(Study.is_demo))
+    )
 
 
 def utc_now() -> datetime:

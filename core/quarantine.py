@@ -4,14 +4,15 @@ from __future__ import annotations
 
 import logging
 import shutil
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from core import audit
+from core.access import Scope
 from core.models import QuarantinedFile
 from core.runtime import Runtime
 
@@ -22,17 +23,8 @@ class ReleaseError(ValueError):
     """A quarantined file cannot be released; the message says why."""
 
 
-@dataclass(frozen=True)
-class QuarantineEntry:
-    """One quarantined file as the dashboard lists it."""
-
-    id: int
-    original_name: str
-    reason_code: str
-    reason: str
-    source: str
-    received_at: datetime
-    released_at: datetime | None
+# Quarantined files are not yet matched to a study, so the list is limited by role.
+QUARANTINE_ROLES = ("admin", "leadership", "study_manager", "qc_reviewer")
 
 
 def describe_source(row: QuarantinedFile) -> str:
@@ -43,23 +35,26 @@ def describe_source(row: QuarantinedFile) -> str:
 
 
 def list_quarantined(
-    session: Session, *, include_released: bool = False, limit: int = 500
-) -> list[QuarantineEntry]:
-    """Return quarantined files, newest first; open ones only unless asked."""
+    session: Session, scope: Scope, *, include_released: bool = False, limit: int = 500
+) -> list[dict[str, Any]]:
+    """Return the newest quarantined files first, at most `limit` of them."""
+    scope.require_role(*QUARANTINE_ROLES)
     query = select(QuarantinedFile).order_by(QuarantinedFile.received_at.desc())
     if not include_released:
         query = query.where(QuarantinedFile.released_at.is_(None))
+    rows = session.scalars(query.limit(limit)).all()
     return [
-        QuarantineEntry(
-            id=row.id,
-            original_name=row.original_name,
-            reason_code=row.reason_code,
-            reason=row.reason,
-            source=describe_source(row),
-            received_at=row.received_at,
-            released_at=row.released_at,
-        )
-        for row in session.scalars(query.limit(limit))
+        {
+            "id": row.id,
+            "file": row.original_name,
+            "reason_code": row.reason_code,
+            "reason": row.reason,
+            "source": describe_source(row),
+            "received_at": row.received_at,
+            "released_at": row.released_at,
+            "released_by": row.released_by,
+        }
+        for row in rows
     ]
 
 

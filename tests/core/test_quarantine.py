@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 from sqlalchemy import select
 
+from core.access import make_scope
 from core.ingest import ingest_folder
 from core.models import AuditEntry, Instance, QuarantinedFile
 from core.quarantine import ReleaseError, list_quarantined, release_quarantined
@@ -12,18 +13,20 @@ from core.runtime import Runtime
 from jobs.ingest import scan_drop_folder
 from tests.ingest_fixtures import make_study, synth
 
+LEADER = make_scope("leader", "leadership", frozenset())
+
 
 def test_list_shows_reason_and_source(runtime: Runtime) -> None:
     (runtime.settings.drop_dir / "notes.txt").write_text("not an image")
     ingest_folder(runtime, runtime.settings.drop_dir)
 
     with runtime.sessions() as session:
-        entries = list_quarantined(session)
+        entries = list_quarantined(session, LEADER)
 
     assert len(entries) == 1
-    assert entries[0].original_name == "notes.txt"
-    assert entries[0].reason_code == "not_dicom"
-    assert entries[0].source == "drop folder"
+    assert entries[0]["file"] == "notes.txt"
+    assert entries[0]["reason_code"] == "not_dicom"
+    assert entries[0]["source"] == "drop folder"
 
 
 def test_release_reingests_and_audits(runtime: Runtime) -> None:
@@ -55,7 +58,7 @@ def test_release_reingests_and_audits(runtime: Runtime) -> None:
             select(AuditEntry).where(AuditEntry.action == "quarantine.released")
         ).one()
         instances = session.scalars(select(Instance)).all()
-        open_entries = list_quarantined(session)
+        open_entries = list_quarantined(session, LEADER)
     assert row is not None and row.released_by == "manager@cro"
     assert audit_row.reason == "site re-sent the full file"
     assert audit_row.entity_id == str(file_id)

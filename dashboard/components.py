@@ -1,0 +1,88 @@
+"""Shared page parts: data grids, chart layout and number formatting."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import dash_ag_grid as dag
+import plotly.graph_objects as go
+from dash import dcc, html
+
+from dashboard.context import runtime
+
+RANGE_OPTIONS = [
+    {"label": "Last 7 days", "value": 7},
+    {"label": "Last 30 days", "value": 30},
+    {"label": "Last 90 days", "value": 90},
+    {"label": "Last 365 days", "value": 365},
+]
+
+
+def column(field: str, header: str, **options: Any) -> dict[str, Any]:
+    return {"field": field, "headerName": header, **options}
+
+
+def number_column(
+    field: str, header: str, digits: int = 0, **options: Any
+) -> dict[str, Any]:
+    formatter = f"params.value == null ? '' : d3.format(',.{digits}f')(params.value)"
+    return column(
+        field,
+        header,
+        type="numericColumn",
+        filter="agNumberColumnFilter",
+        valueFormatter={"function": formatter},
+        **options,
+    )
+
+
+def grid_id(name: str) -> dict[str, str]:
+    """Return the id of a grid; callbacks write to `Output(grid_id(name), ...)`."""
+    return {"type": "grid", "name": name}
+
+
+def grid(name: str, columns: list[dict[str, Any]], height: int = 360) -> html.Div:
+    """Return a sortable, filterable grid with a CSV export button."""
+    return html.Div(
+        [
+            html.Button(
+                "Export CSV",
+                id={"type": "csv-export", "name": name},
+                n_clicks=0,
+                className="csv-button",
+            ),
+            dag.AgGrid(
+                id=grid_id(name),
+                columnDefs=columns,
+                rowData=[],
+                defaultColDef={"sortable": True, "filter": True, "resizable": True},
+                dashGridOptions={"animateRows": False, "pagination": True},
+                csvExportParams={"fileName": f"{name}.csv"},
+                style={"height": f"{height}px"},
+            ),
+        ],
+        className="grid-block",
+    )
+
+
+def figure(title: str, x_title: str = "", y_title: str = "") -> go.Figure:
+    fig = go.Figure()
+    fig.update_layout(
+        title=title,
+        xaxis_title=x_title,
+        yaxis_title=y_title,
+        margin={"l": 60, "r": 20, "t": 50, "b": 60},
+        height=340,
+        template="plotly_white",
+        legend={"orientation": "h", "y": -0.25},
+    )
+    return fig
+
+
+def refresh_interval(interval_id: str) -> dcc.Interval:
+    seconds = runtime().settings.refresh_seconds
+    return dcc.Interval(id=interval_id, interval=seconds * 1000, n_intervals=0)
+
+
+def percent(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.1f} %"
