@@ -23,7 +23,7 @@ log = logging.getLogger(__name__)
 
 
 def _pick_case(runtime: Runtime) -> tuple[str, str, str, str, str, str] | None:
-    """Pick a random open demo case: sponsor, protocol, site, subject, timepoint, modality."""
+    """Pick a recent open demo case and return its identifying codes."""
     with runtime.sessions() as session:
         row = session.execute(
             select(
