@@ -11,11 +11,11 @@ from __future__ import annotations
 import logging
 from datetime import UTC, datetime
 
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from core import audit
-from core.models import AuditEntry, Case, Read
+from core.models import AuditEntry, Case, Read, Reader
 
 log = logging.getLogger(__name__)
 
@@ -145,9 +145,40 @@ def resume(
 
 
 def cancel(session: Session, case_id: int, *, actor: str, reason: str) -> None:
-    """Cancel an open case."""
+    """Cancel an open case and its unsigned reads, releasing the readers' load."""
     case = lock_case(session, case_id)
     transition(session, case, "cancelled", actor=actor, reason=reason)
+    open_reads = session.scalars(
+        select(Read)
+        .where(Read.case_id == case_id, Read.state.not_in(("signed", "cancelled")))
+        .with_for_update()
+    ).all()
+    for read in open_reads:
+        _cancel_read(session, case, read, actor=actor, reason=reason)
+
+
+def _cancel_read(
+    session: Session, case: Case, read: Read, *, actor: str, reason: str
+) -> None:
+    if read.reader_id is not None and read.state != "unassigned":
+        session.execute(
+            update(Reader)
+            .where(Reader.id == read.reader_id, Reader.open_reads > 0)
+            .values(open_reads=Reader.open_reads - 1)
+        )
+    old_state = read.state
+    read.state = "cancelled"
+    audit.record(
+        session,
+        actor=actor,
+        action="read.cancel",
+        entity_type="read",
+        entity_id=read.id,
+        study_id=case.study_id,
+        old={"state": old_state},
+        new={"state": "cancelled"},
+        reason=reason,
+    )
 
 
 def _held_from(session: Session, case_id: int) -> str:

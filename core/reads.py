@@ -156,6 +156,40 @@ def _check_independence(session: Session, read: Read, reader_id: int) -> None:
         )
 
 
+def subject_readers(session: Session, case: Case) -> dict[str, int]:
+    """Return the reader of each primary read kind on the subject's other cases.
+
+    RECIST 1.1 is longitudinal, so the same R1 and R2 read every timepoint of a
+    subject. The latest signed read of each kind wins when the pair has changed.
+    """
+    rows = session.execute(
+        select(Read.kind, Read.reader_id)
+        .join(Case, Case.id == Read.case_id)
+        .where(
+            Case.subject_id == case.subject_id,
+            Case.id != case.id,
+            Read.kind.in_(PRIMARY_KINDS),
+            Read.state == "signed",
+        )
+        .order_by(Read.signed_at)
+    )
+    return {kind: reader_id for kind, reader_id in rows if reader_id is not None}
+
+
+def _check_same_pair(
+    session: Session, read: Read, case: Case, reader_id: int, reason: str | None
+) -> None:
+    """Reject a reader outside the subject's reader pair unless a reason is given."""
+    if read.kind not in PRIMARY_KINDS or (reason or "").strip():
+        return
+    expected = subject_readers(session, case).get(read.kind)
+    if expected is not None and expected != reader_id:
+        raise WorkflowError(
+            f"the subject's earlier {read.kind} reads are by reader {expected}; "
+            f"give a reason to assign reader {reader_id} to read {read.id}"
+        )
+
+
 def assign_read(
     session: Session,
     read_id: int,
@@ -179,6 +213,7 @@ def assign_read(
     _require_case_state(case, read)
     _require_training(session, reader, case)
     _check_independence(session, read, reader_id)
+    _check_same_pair(session, read, case, reader_id, reason)
 
     old = {"reader_id": read.reader_id, "state": read.state}
     if read.reader_id is not None:

@@ -7,11 +7,12 @@ import pytest
 from sqlalchemy import select, text
 from sqlalchemy.orm import Session, sessionmaker
 
-from core import lifecycle, qc, reads
+from core import charter, lifecycle, qc, reads
 from core.lifecycle import WorkflowError
 from core.models import Case, Read, Reader
 from core.reads import SignatureError
 from tests.core.workflow_data import (
+    CHARTERS,
     PASSWORD,
     audit_count,
     load_charter,
@@ -401,3 +402,89 @@ def test_failed_qc_case_gets_no_reads(
             qc.pass_case(session, case_id, actor="qc.anna")
     with sessions() as session:
         assert reads.case_reads(session, case_id) == []
+
+
+def test_subject_keeps_reader_pair(sessions: sessionmaker[Session], team: Team) -> None:
+    _baseline_done(sessions, team)
+    _, kinds = _to_reading(sessions, team, "W8")
+    with pytest.raises(WorkflowError, match="earlier primary reads are by reader"):
+        with sessions.begin() as session:
+            reads.assign_read(
+                session, kinds["primary"], team.readers["carol"], actor="lead"
+            )
+    with sessions.begin() as session:
+        reads.assign_read(
+            session,
+            kinds["primary"],
+            team.readers["carol"],
+            actor="lead",
+            reason="alice left the reader panel",
+        )
+    with sessions() as session:
+        read = session.get(Read, kinds["primary"])
+        assert read is not None
+        assert read.reader_id == team.readers["carol"]
+
+
+def test_cancel_releases_open_reads(
+    sessions: sessionmaker[Session], team: Team
+) -> None:
+    case_id, kinds = _read_pair(sessions, team)
+    with sessions.begin() as session:
+        lifecycle.cancel(session, case_id, actor="lead", reason="subject withdrew")
+    with sessions() as session:
+        states = {r.kind: r.state for r in session.scalars(select(Read))}
+        load = dict(session.execute(select(Reader.name, Reader.open_reads)).all())
+    assert states == {"primary": "cancelled", "secondary": "cancelled"}
+    assert load["Dr Alice"] == 0
+    assert load["Dr Bob"] == 0
+
+
+def _load_rule(sessions: sessionmaker[Session], rule: str) -> None:
+    source = (CHARTERS / "ONC-301.yaml").read_text()
+    changed = source.replace("discordance: {rule: response}", rule)
+    assert changed != source
+    with sessions.begin() as session:
+        charter.load(
+            session, "ONC-301", changed, actor="lead", reason="discordance amendment"
+        )
+
+
+def test_progression_rule_ignores_pr_sd(
+    sessions: sessionmaker[Session], team: Team
+) -> None:
+    _load_rule(sessions, "discordance: {rule: progression}")
+    _baseline_done(sessions, team)
+    case_id, kinds = _read_pair(sessions, team, "W8")
+    _assess_and_sign(sessions, team, kinds["primary"], "alice", targets(18, 12))
+    result = _assess_and_sign(
+        sessions, team, kinds["secondary"], "bob", targets(27, 18)
+    )
+    assert result.case_state == "done"
+    assert _case(sessions, case_id).state == "done"
+
+
+def test_progression_date_rule(sessions: sessionmaker[Session], team: Team) -> None:
+    _load_rule(sessions, "discordance: {rule: progression_date, max_days: 28}")
+    _baseline_done(sessions, team)
+    # Alice calls PD at week 8 (50 -> 70 mm); Bob sees SD.
+    _, week8 = _read_pair(sessions, team, "W8")
+    _assess_and_sign(sessions, team, week8["primary"], "alice", targets(40, 30))
+    result = _assess_and_sign(
+        sessions, team, week8["secondary"], "bob", targets(30, 22)
+    )
+    assert result.case_state == "adjudication"
+
+
+def test_progression_same_date_concordant(
+    sessions: sessionmaker[Session], team: Team
+) -> None:
+    _load_rule(sessions, "discordance: {rule: progression_date, max_days: 28}")
+    _baseline_done(sessions, team)
+    # Both call PD at week 8, with different sums: the progression dates match.
+    _, week8 = _read_pair(sessions, team, "W8")
+    _assess_and_sign(sessions, team, week8["primary"], "alice", targets(40, 30))
+    result = _assess_and_sign(
+        sessions, team, week8["secondary"], "bob", targets(45, 30)
+    )
+    assert result.case_state == "done"
