@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Iterator
+from concurrent.futures import Executor
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
@@ -93,7 +94,7 @@ def parse_incoming_name(path: Path) -> tuple[datetime, str | None, str | None]:
     return received_at, calling_ae or None, host.replace("_", ":") or None
 
 
-def recover_archive(runtime: Runtime) -> int:
+def recover_archive(runtime: Runtime, *, pool: Executor | None = None) -> int:
     """Ingest received files that have no rows yet; return the number handled.
 
     The receiver acknowledges an instance once its file is fsynced, so after a crash
@@ -107,7 +108,7 @@ def recover_archive(runtime: Runtime) -> int:
         if not locked:
             return 0
         arrivals = (_received(path) for path in walk_files(folder))
-        report = ingest_arrivals(runtime, arrivals, link=True)
+        report = ingest_arrivals(runtime, arrivals, link=True, pool=pool)
     return report.handled
 
 

@@ -10,6 +10,7 @@ receiver calls and which also finds files acknowledged before a crash.
 from __future__ import annotations
 
 import logging
+import os
 import signal
 import socket
 import threading
@@ -29,6 +30,7 @@ from pynetdicom.events import Event
 from pynetdicom.sop_class import Verification  # type: ignore[attr-defined]
 from pynetdicom.transport import ThreadedAssociationServer
 
+from core.ingest.pipeline import start_pool
 from core.ingest.storage import write_durably
 from core.runtime import Runtime
 from jobs.ingest import incoming_dir, recover_archive
@@ -39,6 +41,8 @@ log = logging.getLogger(__name__)
 STATUS_SUCCESS = 0x0000
 STATUS_OUT_OF_RESOURCES = 0xA700
 STATUS_CANNOT_UNDERSTAND = 0xC000
+GATHER_SECONDS = 0.5
+PARSE_WORKERS = max(1, (os.cpu_count() or 1) - 1)
 # Largest PDU the receiver accepts; bigger PDUs mean fewer reads per instance.
 MAX_PDU_BYTES = 4 * 1024 * 1024
 
@@ -132,18 +136,25 @@ def start_scp(
 def ingest_received(
     runtime: Runtime, wake: threading.Event, stop: threading.Event
 ) -> None:
-    """Ingest received files until `stop` is set, waking on each stored instance."""
+    """Ingest received files until `stop` is set, waking on each stored instance.
+
+    Parsing runs in a process pool that lives as long as this loop, so the
+    receiving threads keep this process's interpreter to themselves.
+    """
     interval = runtime.settings.ingest_interval_seconds
-    while not stop.is_set():
-        wake.wait(timeout=interval)
-        wake.clear()
-        try:
-            recover_archive(runtime)
-        except Exception:
-            # One bad batch must not stop the receiver; files stay for the next try.
-            log.exception("Ingest of received files failed; retrying in %ds", interval)
-            stop.wait(interval)
-    recover_archive(runtime)
+    with start_pool(PARSE_WORKERS) as pool:
+        while not stop.is_set():
+            wake.wait(timeout=interval)
+            # Let a few more instances arrive, so rows go in as one batch.
+            stop.wait(GATHER_SECONDS)
+            wake.clear()
+            try:
+                recover_archive(runtime, pool=pool)
+            except Exception:
+                # One bad batch must not stop the receiver; files stay for a retry.
+                log.exception("Ingest of received files failed; retry in %ds", interval)
+                stop.wait(interval)
+        recover_archive(runtime, pool=pool)
 
 
 def run_scp(runtime: Runtime) -> int:

@@ -11,7 +11,6 @@ from __future__ import annotations
 import logging
 import multiprocessing
 import os
-import shutil
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Executor, ProcessPoolExecutor
 from dataclasses import dataclass, replace
@@ -22,10 +21,14 @@ from pathlib import Path
 
 from sqlalchemy.exc import DataError
 
-from core.config import Settings
 from core.db import transaction
 from core.ingest.prepare import Arrival, Prepared, prepare
-from core.ingest.storage import quarantine_path, remove_input
+from core.ingest.storage import (
+    quarantine_path,
+    remove_input,
+    sync_filesystem,
+    write_durably,
+)
 from core.ingest.writer import BatchOutcome, write_batch
 from core.runtime import Runtime
 
@@ -99,10 +102,13 @@ def ingest_arrivals(
     remove_inputs: bool = True,
     workers: int | None = None,
     link: bool = False,
+    pool: Executor | None = None,
 ) -> IngestReport:
     """Ingest the given files in batches of `settings.ingest_batch_size`.
 
-    `link` hard-links inputs into the archive instead of copying them; use it only
+    Files are parsed in `pool` when given, else in a process pool of `workers`
+    (default: one per CPU) started for this call when there are enough files.
+    `link` hard-links inputs into the archive instead of copying them. Use it only
     for files this process wrote and fsynced (the receiver's), never for a site's
     upload that might still change in place.
     """
@@ -112,23 +118,33 @@ def ingest_arrivals(
     report = IngestReport()
     if first is None:
         return report
+    batches = _prepend(first, batches)
+    work = partial(
+        prepare,
+        archive_dir=settings.archive_dir,
+        quarantine_dir=settings.quarantine_dir,
+        link=link,
+    )
+    if pool is not None:
+        _run_pipelined(runtime, pool, work, batches, report, progress, remove_inputs)
+        return report
     count = workers if workers is not None else (os.cpu_count() or 1)
     if len(first) < POOL_THRESHOLD or count <= 1:
-        for batch in _prepend(first, batches):
-            prepared = [_prepare(settings, arrival, link) for arrival in batch]
+        for batch in batches:
+            prepared = [work(arrival) for arrival in batch]
             _commit_batch(runtime, prepared, report, progress, remove_inputs)
         return report
-    context = multiprocessing.get_context("forkserver")
-    with ProcessPoolExecutor(max_workers=count, mp_context=context) as pool:
-        work = partial(
-            prepare,
-            archive_dir=settings.archive_dir,
-            quarantine_dir=settings.quarantine_dir,
-            link=link,
+    with start_pool(count) as own_pool:
+        _run_pipelined(
+            runtime, own_pool, work, batches, report, progress, remove_inputs
         )
-        batches = _prepend(first, batches)
-        _run_pipelined(runtime, pool, work, batches, report, progress, remove_inputs)
     return report
+
+
+def start_pool(workers: int) -> ProcessPoolExecutor:
+    """Start parse workers; forkserver keeps the parent's database sockets out."""
+    context = multiprocessing.get_context("forkserver")
+    return ProcessPoolExecutor(max_workers=workers, mp_context=context)
 
 
 def _run_pipelined(
@@ -153,10 +169,6 @@ def _run_pipelined(
         _commit_batch(runtime, list(results), report, progress, remove_inputs)
 
 
-def _prepare(settings: Settings, arrival: Arrival, link: bool) -> Prepared:
-    return prepare(arrival, settings.archive_dir, settings.quarantine_dir, link)
-
-
 def _commit_batch(
     runtime: Runtime,
     prepared: list[Prepared],
@@ -171,6 +183,9 @@ def _commit_batch(
             "Cannot read %s, left in place: %s", item.arrival.path, item.read_error
         )
     readable = [item for item in prepared if item.read_error is None]
+    # Archive and quarantine copies must be durable before their rows commit.
+    sync_filesystem(runtime.settings.archive_dir)
+    sync_filesystem(runtime.settings.quarantine_dir)
     try:
         outcomes = [_write(runtime, readable)]
     except DataError:
@@ -213,8 +228,7 @@ def _write_alone(runtime: Runtime, item: Prepared) -> BatchOutcome:
     target = quarantine_path(
         runtime.settings.quarantine_dir, item.sha256, item.arrival.path.name
     )
-    target.parent.mkdir(parents=True, exist_ok=True)
-    shutil.copyfile(source, target)
+    write_durably(target, source.read_bytes())
     rejected = replace(
         item,
         header=None,

@@ -51,7 +51,8 @@ def prepare(
     """Parse one file and write its archive copy, or its quarantine copy if rejected.
 
     With `link`, an input that is already durable (a received file) becomes the
-    archive copy through a hard link instead of a second write.
+    archive copy through a hard link instead of a second write. Copies are not
+    fsynced here: the caller calls `sync_filesystem` once per batch.
     """
     try:
         data = arrival.path.read_bytes()
@@ -62,7 +63,7 @@ def prepare(
     except Rejected as rejected:
         sha256 = hashlib.sha256(data).hexdigest()
         target = quarantine_path(quarantine_dir, sha256, arrival.path.name)
-        write_durably(target, data)
+        write_durably(target, data, sync=False)
         return Prepared(
             arrival,
             sha256,
@@ -72,5 +73,5 @@ def prepare(
         )
     target = archive_path(archive_dir, header.sha256)
     if not (link and link_durably(arrival.path, target)):
-        write_durably(target, data)
+        write_durably(target, data, sync=False)
     return Prepared(arrival, header.sha256, target, header=header)

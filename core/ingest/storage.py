@@ -7,10 +7,19 @@ under the final name (the data goes to a temporary name, is fsynced, then rename
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
 import os
 import re
 import uuid
 from pathlib import Path
+
+try:
+    _libc: ctypes.CDLL | None = ctypes.CDLL(
+        ctypes.util.find_library("c"), use_errno=True
+    )
+except OSError:
+    _libc = None
 
 SAFE_NAME = re.compile(r"[^A-Za-z0-9._-]+")
 
@@ -32,8 +41,13 @@ def fsync_directory(folder: Path) -> None:
         os.close(descriptor)
 
 
-def write_durably(path: Path, data: bytes) -> None:
-    """Write `data` to `path` through a fsynced temporary file and an atomic rename."""
+def write_durably(path: Path, data: bytes, *, sync: bool = True) -> None:
+    """Write `data` to `path` through a temporary file and an atomic rename.
+
+    With `sync` the file and its folder are fsynced before returning. Without it the
+    caller must call `sync_filesystem` before relying on the file, which lets one
+    flush cover a whole batch.
+    """
     if path.exists() and path.stat().st_size == len(data):
         return
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -41,17 +55,37 @@ def write_durably(path: Path, data: bytes) -> None:
     try:
         with open(temporary, "wb") as handle:
             handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
+            if sync:
+                handle.flush()
+                os.fsync(handle.fileno())
         os.replace(temporary, path)
     except BaseException:
         temporary.unlink(missing_ok=True)
         raise
-    fsync_directory(path.parent)
+    if sync:
+        fsync_directory(path.parent)
+
+
+def sync_filesystem(folder: Path) -> None:
+    """Flush every written file and folder of the filesystem holding `folder`.
+
+    One syncfs(2) call costs about as much as one fsync, so a batch of archive
+    copies becomes durable for the price of one file.
+    """
+    folder.mkdir(parents=True, exist_ok=True)
+    descriptor = os.open(folder, os.O_RDONLY)
+    try:
+        if _libc is None or _libc.syncfs(descriptor) != 0:
+            os.sync()
+    finally:
+        os.close(descriptor)
 
 
 def link_durably(source: Path, target: Path) -> bool:
-    """Hard-link an fsynced file to `target`; return False when linking fails."""
+    """Hard-link a file to `target`; return False when linking fails.
+
+    The new folder entry is durable only after `sync_filesystem`.
+    """
     target.parent.mkdir(parents=True, exist_ok=True)
     try:
         os.link(source, target)
@@ -59,7 +93,6 @@ def link_durably(source: Path, target: Path) -> bool:
         return True
     except OSError:
         return False
-    fsync_directory(target.parent)
     return True
 
 

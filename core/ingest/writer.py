@@ -1,30 +1,38 @@
 """Write one batch of prepared files as rows, in the caller's transaction.
 
-Rows go in with multi-row INSERT ... ON CONFLICT statements, so a batch costs a few
-round trips whatever its size, and two ingest processes racing on the same exam,
+Rows go in through Core executemany calls, which SQLAlchemy sends as multi-row
+INSERT ... ON CONFLICT statements from one cached compilation, so a batch costs a
+few round trips whatever its size. Two ingest processes racing on the same exam,
 series or instance end with one row each.
 """
 
 from __future__ import annotations
 
 import logging
-import shutil
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import func, select, update
+from sqlalchemy import Table, func, select, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Session
 
 from core.ingest.header import Header, same_values
 from core.ingest.matching import Matcher
 from core.ingest.prepare import Prepared
-from core.ingest.storage import quarantine_path
+from core.ingest.storage import quarantine_path, write_durably
 from core.ingest.values import Finding
-from core.models import Case, Exam, Instance, InstanceFinding, QuarantinedFile, Series
+from core.models import (
+    Base,
+    Case,
+    Exam,
+    Instance,
+    InstanceFinding,
+    QuarantinedFile,
+    Series,
+)
 
 log = logging.getLogger(__name__)
 
@@ -43,6 +51,10 @@ class BatchOutcome:
     done: list[Path] = field(default_factory=list)
     # Archive copies that no row references (conflicts and re-encoded duplicates).
     orphans: list[Path] = field(default_factory=list)
+
+
+def _table(model: type[Base]) -> Table:
+    return cast(Table, model.__table__)
 
 
 @dataclass
@@ -142,8 +154,7 @@ def _quarantine_conflict(
 ) -> None:
     assert item.header is not None and item.stored_path is not None
     target = quarantine_path(quarantine_dir, item.header.sha256, item.arrival.path.name)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    shutil.copyfile(item.stored_path, target)
+    write_durably(target, item.stored_path.read_bytes())
     item.stored_path = target
     reason = (
         f"SOPInstanceUID is already stored with content SHA-256 {seen.sha256}, but "
@@ -234,10 +245,11 @@ def _upsert_exams(session: Session, rows: list[_NewInstance]) -> dict[str, int]:
                 "study_date": row.header.study_date,
                 "accession_number": row.header.accession_number,
             }
-    session.execute(
-        insert(Exam)
-        .values(list(values.values()))
-        .on_conflict_do_nothing(index_elements=["study_instance_uid"])
+    session.connection().execute(
+        insert(_table(Exam)).on_conflict_do_nothing(
+            index_elements=["study_instance_uid"]
+        ),
+        list(values.values()),
     )
     stored = {
         uid: (exam_id, case_id)
@@ -289,10 +301,11 @@ def _upsert_series(
                 "description": header.series_description,
             },
         )
-    session.execute(
-        insert(Series)
-        .values(list(values.values()))
-        .on_conflict_do_nothing(index_elements=["series_instance_uid"])
+    session.connection().execute(
+        insert(_table(Series)).on_conflict_do_nothing(
+            index_elements=["series_instance_uid"]
+        ),
+        list(values.values()),
     )
     stored = session.execute(
         select(Series.series_instance_uid, Series.id).where(
@@ -380,11 +393,12 @@ def _insert_instance_rows(
         _instance_values(row, series_ids[row.header.series_instance_uid])
         for row in rows
     ]
-    result = session.execute(
-        insert(Instance)
-        .values(values)
+    table = _table(Instance)
+    result = session.connection().execute(
+        insert(table)
         .on_conflict_do_nothing(index_elements=["sop_instance_uid"])
-        .returning(Instance.sop_instance_uid, Instance.id)
+        .returning(table.c.sop_instance_uid, table.c.id),
+        values,
     )
     return {uid: instance_id for uid, instance_id in result}
 
@@ -405,4 +419,4 @@ def _insert_findings(
         for finding in row.findings
     ]
     if values:
-        session.execute(insert(InstanceFinding).values(values))
+        session.connection().execute(insert(_table(InstanceFinding)), values)
