@@ -48,7 +48,7 @@ def test_triage_order_and_parts(sessions: sessionmaker[Session]) -> None:
         baseline = make_case(session, study, "301-0002", 0, received=NOW)
         _add_images(session, tight.id, series=2, per_series=3)
     with sessions() as session:
-        rows = triage(session, NOW, NOW - timedelta(days=180))
+        rows = triage(session, NOW)
     order = [row.case_id for row in rows]
     assert order == [urgent.id, baseline.id, tight.id, relaxed.id]
     tight_row = rows[2]
