@@ -364,6 +364,12 @@ class Read(Base):
             postgresql_where=text("state = 'unassigned'"),
         ),
         Index("ix_reads_reader_state", "reader_id", "state"),
+        # The SLA sweep and triage read only the open reads of open cases.
+        Index(
+            "ix_reads_open_case",
+            "case_id",
+            postgresql_where=text("state IN ('unassigned', 'assigned', 'in_progress')"),
+        ),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -583,3 +589,13 @@ class TriageReaderRate(Base):
     modality: Mapped[str] = mapped_column(String(16), primary_key=True)
     hours: Mapped[float] = mapped_column(Float)
     reads: Mapped[int] = mapped_column(Integer)
+
+
+class TriageCaseModality(Base):
+    """An open case's modality (the least of its series' modalities), cached by the
+    triage fit job so SLA sweeps need not scan every exam and series."""
+
+    __tablename__ = "triage_case_modalities"
+
+    case_id: Mapped[int] = mapped_column(ForeignKey("cases.id"), primary_key=True)
+    modality: Mapped[str] = mapped_column(String(16))

@@ -55,17 +55,14 @@ scope AS (
     + PREDICTION_SQL.format(**LIVE_READS)
     + f""",
 read_due AS (
-    SELECT r.case_id,
-           CASE WHEN r.kind = 'adjudication' THEN 'adjudication' ELSE 'read' END
+    SELECT case_id,
+           CASE WHEN kind = 'adjudication' THEN 'adjudication' ELSE 'read' END
              AS step,
-           min(r.due_at) AS due_at,
-           bool_or(r.reader_id IS NOT NULL AND :at + make_interval(
-               secs => coalesce(cr.hours, 0) * 3600) > r.due_at) AS late
-    FROM reads r
-    JOIN cases c ON c.id = r.case_id AND c.state IN {OPEN_STATES}
-    LEFT JOIN case_reads cr ON cr.case_id = r.case_id AND cr.kind = r.kind
-    WHERE r.state IN ('assigned', 'in_progress') AND r.due_at IS NOT NULL
-      AND r.kind IN ('primary', 'secondary', 'adjudication')
+           min(due_at) AS due_at,
+           bool_or(:at + make_interval(secs => hours * 3600) > due_at) AS late
+    FROM case_reads
+    WHERE state IN ('assigned', 'in_progress') AND due_at IS NOT NULL
+      AND kind IN ('primary', 'secondary', 'adjudication')
     GROUP BY 1, 2
 ),
 candidates AS (

@@ -83,7 +83,7 @@ adjudication_rates AS (
 # the caller fills both in, for now or for a past instant in the backtest.
 PREDICTION_SQL = """
 case_reads AS (
-    SELECT s.id AS case_id, r.kind,
+    SELECT s.id AS case_id, r.kind, r.state, r.due_at, {reader} AS reader_id,
            coalesce(rr.hours, sr.mean_hours, :default_hours)
              + CASE WHEN {reader} IS NULL
                     THEN coalesce(sr.mean_wait, 0) ELSE 0 END AS hours
@@ -95,30 +95,32 @@ case_reads AS (
          AND rr.reader_id = {reader} AND rr.modality = coalesce(m.modality, '')
     WHERE {outstanding}
 ),
+read_totals AS (
+    SELECT case_id, count(*) AS reads_outstanding,
+           max(hours) FILTER (WHERE kind <> 'adjudication') AS paired_hours,
+           max(hours) FILTER (WHERE kind = 'adjudication') AS adjudication_hours
+    FROM case_reads GROUP BY case_id
+),
 predicted AS (
     SELECT s.id, s.study_id, s.due_at, s.urgent, s.is_baseline,
            extract(epoch FROM s.due_at - s.at) / 3600.0 AS hours_left,
-           count(cr.case_id) AS reads_outstanding,
+           coalesce(t.reads_outstanding, 0) AS reads_outstanding,
            -- Before reading starts, a case still needs a wait and a read.
            CASE WHEN s.state IN ('received', 'qc', 'query')
                 THEN coalesce(sr.mean_hours, :default_hours)
                      + coalesce(sr.mean_wait, 0)
-                ELSE coalesce(max(cr.hours) FILTER
-                              (WHERE cr.kind <> 'adjudication'), 0)
+                ELSE coalesce(t.paired_hours, 0)
            END
-             + CASE WHEN bool_or(cr.kind = 'adjudication')
-                    THEN max(cr.hours) FILTER (WHERE cr.kind = 'adjudication')
+             + CASE WHEN t.adjudication_hours IS NOT NULL THEN t.adjudication_hours
                     WHEN s.state = 'adjudication' THEN 0
                     ELSE coalesce(ar.rate, 0.3)
                          * coalesce(sr.adjudication_hours, :default_hours)
                END AS predicted_hours,
            coalesce(sr.spread, :default_spread) AS spread
     FROM scope s
-    LEFT JOIN case_reads cr ON cr.case_id = s.id
+    LEFT JOIN read_totals t ON t.case_id = s.id
     LEFT JOIN study_rates sr ON sr.study_id = s.study_id
     LEFT JOIN adjudication_rates ar ON ar.study_id = s.study_id
-    GROUP BY s.id, s.study_id, s.due_at, s.at, s.urgent, s.is_baseline, s.state,
-             sr.spread, sr.adjudication_hours, sr.mean_hours, sr.mean_wait, ar.rate
 ),
 scored AS (
     SELECT p.*,
@@ -149,13 +151,11 @@ adjudication_rates AS (
 )
 """
 
-# The modality of each case in `scope` only, so a sweep never scans every exam.
+# Open cases' modalities as cached by `fit_rates`; a case that arrived since the
+# last fit has none yet and is predicted with its study's rates.
 SCOPED_MODALITY_SQL = """
 case_modality AS (
-    SELECT e.case_id, min(se.modality) AS modality
-    FROM scope s JOIN exams e ON e.case_id = s.id
-    JOIN series se ON se.exam_id = e.id
-    GROUP BY e.case_id
+    SELECT case_id, modality FROM triage_case_modalities
 )
 """
 
@@ -291,6 +291,21 @@ SELECT study_id, reader_id, modality, hours, reads FROM reader_rates
 )
 
 
+# Adds open cases missing from the cache and drops closed ones.
+_CACHE_MODALITY_SQL = """
+DELETE FROM triage_case_modalities m USING cases c
+WHERE c.id = m.case_id AND c.state NOT IN
+      ('received', 'qc', 'query', 'reading', 'adjudication', 'on_hold');
+INSERT INTO triage_case_modalities (case_id, modality)
+SELECT e.case_id, min(se.modality)
+FROM cases c JOIN exams e ON e.case_id = c.id JOIN series se ON se.exam_id = e.id
+WHERE c.state IN ('received', 'qc', 'query', 'reading', 'adjudication', 'on_hold')
+  AND se.modality IS NOT NULL
+  AND NOT EXISTS (SELECT 1 FROM triage_case_modalities m WHERE m.case_id = c.id)
+GROUP BY e.case_id
+"""
+
+
 def fit_rates(
     session: Session, now: datetime, *, history_days: int = HISTORY_DAYS
 ) -> int:
@@ -305,4 +320,5 @@ def fit_rates(
     params = model_params(now, now - timedelta(days=history_days))
     result = session.execute(text(_FIT_STUDY_SQL), params)
     session.execute(text(_FIT_READER_SQL), params)
+    session.execute(text(_CACHE_MODALITY_SQL))
     return int(getattr(result, "rowcount", 0))
