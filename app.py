@@ -155,6 +155,29 @@ def cmd_scp(args: argparse.Namespace) -> int:
     return run_scp(open_runtime("scp"))
 
 
+def cmd_backtest(args: argparse.Namespace) -> int:
+    """Backtest the breach predictor on every study's history and on all together."""
+    from sqlalchemy import select
+
+    from core.backtest import run_backtest
+    from core.models import Study
+
+    runtime = open_runtime("backtest")
+    with runtime.sessions.begin() as session:
+        study_ids = list(session.scalars(select(Study.id).order_by(Study.id)))
+        for study_id in [None, *study_ids]:
+            result = run_backtest(session, study_id=study_id, threshold=args.threshold)
+            label = "all studies" if study_id is None else f"study {study_id}"
+            if result is None:
+                print(f"{label}: no finished cases to replay")
+                continue
+            print(
+                f"{label}: {result.cases} cases, {result.breaches} breaches, "
+                f"precision {result.precision}, recall {result.recall}"
+            )
+    return 0
+
+
 def cmd_serve(args: argparse.Namespace) -> int:
     """Start the web and jobs processes as children and stop both on SIGTERM/SIGINT."""
     # Migrate once here so the children do not race to create the schema.
@@ -314,6 +337,16 @@ def build_parser() -> argparse.ArgumentParser:
         func=cmd_scp
     )
     add_web_commands(sub)
+    backtest = sub.add_parser(
+        "triage-backtest", help="measure the breach predictor on finished cases"
+    )
+    backtest.add_argument(
+        "--threshold",
+        type=float,
+        default=0.5,
+        help="breach probability at which a case counts as flagged (0 to 1)",
+    )
+    backtest.set_defaults(func=cmd_backtest)
 
     audit = sub.add_parser("audit", help="check or export the audit trail")
     audit_sub = audit.add_subparsers(dest="audit_command", required=True)

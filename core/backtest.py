@@ -123,6 +123,7 @@ def run_backtest(
         "study": study_id,
         "snapshot": SNAPSHOT_SHARE,
     }
+    session.execute(text("SET LOCAL jit = off"))
     outcomes = [
         (float(row.probability), bool(row.breached))
         for row in session.execute(text(_BACKTEST_SQL), params)

@@ -365,6 +365,12 @@ class Read(Base):
             postgresql_where=text("state = 'unassigned'"),
         ),
         Index("ix_reads_reader_state", "reader_id", "state"),
+        # The SLA sweep and triage read only the open reads of open cases.
+        Index(
+            "ix_reads_open_case",
+            "case_id",
+            postgresql_where=text("state IN ('unassigned', 'assigned', 'in_progress')"),
+        ),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -557,3 +563,40 @@ class TriageBacktest(Base):
     precision: Mapped[float | None] = mapped_column(Float)
     recall: Mapped[float | None] = mapped_column(Float)
     detail: Mapped[dict[str, Any]] = mapped_column(JSONB)
+
+
+class TriageStudyRate(Base):
+    """A study's fitted read-time figures (hours) for triage and breach prediction."""
+
+    __tablename__ = "triage_study_rates"
+
+    study_id: Mapped[int] = mapped_column(ForeignKey("studies.id"), primary_key=True)
+    mean_hours: Mapped[float | None] = mapped_column(Float)
+    spread: Mapped[float | None] = mapped_column(Float)
+    mean_wait: Mapped[float | None] = mapped_column(Float)
+    adjudication_hours: Mapped[float | None] = mapped_column(Float)
+    adjudication_rate: Mapped[float | None] = mapped_column(Float)
+    reads: Mapped[int] = mapped_column(Integer)
+    fitted_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class TriageReaderRate(Base):
+    """A reader's fitted mean read hours on one modality of one study."""
+
+    __tablename__ = "triage_reader_rates"
+
+    study_id: Mapped[int] = mapped_column(ForeignKey("studies.id"), primary_key=True)
+    reader_id: Mapped[int] = mapped_column(ForeignKey("readers.id"), primary_key=True)
+    modality: Mapped[str] = mapped_column(String(16), primary_key=True)
+    hours: Mapped[float] = mapped_column(Float)
+    reads: Mapped[int] = mapped_column(Integer)
+
+
+class TriageCaseModality(Base):
+    """An open case's modality (the least of its series' modalities), cached by the
+    triage fit job so SLA sweeps need not scan every exam and series."""
+
+    __tablename__ = "triage_case_modalities"
+
+    case_id: Mapped[int] = mapped_column(ForeignKey("cases.id"), primary_key=True)
+    modality: Mapped[str] = mapped_column(String(16))

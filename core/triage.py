@@ -1,6 +1,9 @@
 """Triage scores and breach prediction for open cases.
 
-The model is a plain statistical one, computed in SQL so it runs over every open case:
+The model is a plain statistical one in SQL. `fit_rates` (an hourly job) stores the
+rates below in `triage_study_rates` and `triage_reader_rates`; the SLA sweep and the
+triage list read them, and the backtest computes them from history before a past
+instant instead:
 
 - Predicted read hours (assignment to signature) for a read is the mean of the
   study's signed reads in the last `HISTORY_DAYS` days by the same reader on the same
@@ -21,7 +24,7 @@ are shown with the score.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from sqlalchemy import text
 from sqlalchemy.orm import Session
@@ -52,12 +55,14 @@ study_rates AS (
                     :default_spread) AS spread,
            avg(wait) AS mean_wait,
            coalesce(avg(hours) FILTER (WHERE kind = 'adjudication'),
-                    avg(hours)) AS adjudication_hours
+                    avg(hours)) AS adjudication_hours,
+           count(*) AS reads
     FROM history GROUP BY study_id
 ),
 reader_rates AS (
     SELECT h.study_id, h.reader_id, h.modality,
-           (sum(h.hours) + :shrink * s.mean_hours) / (count(*) + :shrink) AS hours
+           (sum(h.hours) + :shrink * s.mean_hours) / (count(*) + :shrink) AS hours,
+           count(*) AS reads
     FROM history h JOIN study_rates s USING (study_id)
     WHERE h.kind <> 'adjudication'
     GROUP BY h.study_id, h.reader_id, h.modality, s.mean_hours
@@ -78,7 +83,7 @@ adjudication_rates AS (
 # the caller fills both in, for now or for a past instant in the backtest.
 PREDICTION_SQL = """
 case_reads AS (
-    SELECT s.id AS case_id, r.kind,
+    SELECT s.id AS case_id, r.kind, r.state, r.due_at, {reader} AS reader_id,
            coalesce(rr.hours, sr.mean_hours, :default_hours)
              + CASE WHEN {reader} IS NULL
                     THEN coalesce(sr.mean_wait, 0) ELSE 0 END AS hours
@@ -90,30 +95,32 @@ case_reads AS (
          AND rr.reader_id = {reader} AND rr.modality = coalesce(m.modality, '')
     WHERE {outstanding}
 ),
+read_totals AS (
+    SELECT case_id, count(*) AS reads_outstanding,
+           max(hours) FILTER (WHERE kind <> 'adjudication') AS paired_hours,
+           max(hours) FILTER (WHERE kind = 'adjudication') AS adjudication_hours
+    FROM case_reads GROUP BY case_id
+),
 predicted AS (
     SELECT s.id, s.study_id, s.due_at, s.urgent, s.is_baseline,
            extract(epoch FROM s.due_at - s.at) / 3600.0 AS hours_left,
-           count(cr.case_id) AS reads_outstanding,
+           coalesce(t.reads_outstanding, 0) AS reads_outstanding,
            -- Before reading starts, a case still needs a wait and a read.
            CASE WHEN s.state IN ('received', 'qc', 'query')
                 THEN coalesce(sr.mean_hours, :default_hours)
                      + coalesce(sr.mean_wait, 0)
-                ELSE coalesce(max(cr.hours) FILTER
-                              (WHERE cr.kind <> 'adjudication'), 0)
+                ELSE coalesce(t.paired_hours, 0)
            END
-             + CASE WHEN bool_or(cr.kind = 'adjudication')
-                    THEN max(cr.hours) FILTER (WHERE cr.kind = 'adjudication')
+             + CASE WHEN t.adjudication_hours IS NOT NULL THEN t.adjudication_hours
                     WHEN s.state = 'adjudication' THEN 0
                     ELSE coalesce(ar.rate, 0.3)
                          * coalesce(sr.adjudication_hours, :default_hours)
                END AS predicted_hours,
            coalesce(sr.spread, :default_spread) AS spread
     FROM scope s
-    LEFT JOIN case_reads cr ON cr.case_id = s.id
+    LEFT JOIN read_totals t ON t.case_id = s.id
     LEFT JOIN study_rates sr ON sr.study_id = s.study_id
     LEFT JOIN adjudication_rates ar ON ar.study_id = s.study_id
-    GROUP BY s.id, s.study_id, s.due_at, s.at, s.urgent, s.is_baseline, s.state,
-             sr.spread, sr.adjudication_hours, sr.mean_hours, sr.mean_wait, ar.rate
 ),
 scored AS (
     SELECT p.*,
@@ -129,6 +136,28 @@ LIVE_READS = {
     "outstanding": "r.state IN ('unassigned', 'assigned', 'in_progress')",
     "reader": "r.reader_id",
 }
+
+# The rates as last fitted by `fit_rates`, for sweeps over the live portfolio.
+STORED_RATES_SQL = """
+study_rates AS (
+    SELECT study_id, mean_hours, spread, mean_wait, adjudication_hours
+    FROM triage_study_rates
+),
+reader_rates AS (
+    SELECT study_id, reader_id, modality, hours FROM triage_reader_rates
+),
+adjudication_rates AS (
+    SELECT study_id, adjudication_rate AS rate FROM triage_study_rates
+)
+"""
+
+# Open cases' modalities as cached by `fit_rates`; a case that arrived since the
+# last fit has none yet and is predicted with its study's rates.
+SCOPED_MODALITY_SQL = """
+case_modality AS (
+    SELECT case_id, modality FROM triage_case_modalities
+)
+"""
 
 MODALITY_SQL = """
 case_modality AS (
@@ -171,9 +200,7 @@ class TriageRow:
 
 _TRIAGE_SQL = (
     "WITH "
-    + MODALITY_SQL
-    + ", "
-    + RATES_SQL
+    + STORED_RATES_SQL
     + """,
 scope AS (
     SELECT c.id, c.study_id, c.due_at, c.state, c.urgent, t.is_baseline,
@@ -183,6 +210,8 @@ scope AS (
       AND c.due_at IS NOT NULL AND (CAST(:study AS integer) IS NULL
                                     OR c.study_id = :study)
 ), """
+    + SCOPED_MODALITY_SQL
+    + ", "
     + PREDICTION_SQL.format(**LIVE_READS)
     + """
 SELECT sc.id, sc.study_id, sc.urgent, sc.is_baseline, sc.hours_left,
@@ -206,13 +235,13 @@ LIMIT :limit
 def triage(
     session: Session,
     now: datetime,
-    since: datetime,
     *,
     study_id: int | None = None,
     limit: int = 200,
 ) -> list[TriageRow]:
     """Return open cases in work order with the parts of each score."""
-    params = model_params(now, since) | {"at": now, "study": study_id, "limit": limit}
+    params = model_params(now, now) | {"at": now, "study": study_id, "limit": limit}
+    session.execute(text("SET LOCAL jit = off"))
     rows = session.execute(text(_TRIAGE_SQL), params)
     return [
         TriageRow(
@@ -231,3 +260,65 @@ def triage(
         )
         for row in rows
     ]
+
+
+# Serialises concurrent fits, which delete and re-insert the same keys.
+_FIT_LOCK_KEY = 7_310_301
+
+_FIT_STUDY_SQL = (
+    "WITH "
+    + MODALITY_SQL
+    + ", "
+    + RATES_SQL
+    + """
+INSERT INTO triage_study_rates (study_id, mean_hours, spread, mean_wait,
+    adjudication_hours, adjudication_rate, reads, fitted_at)
+SELECT s.study_id, s.mean_hours, s.spread, s.mean_wait, s.adjudication_hours,
+       a.rate, s.reads, :now
+FROM study_rates s LEFT JOIN adjudication_rates a USING (study_id)
+"""
+)
+
+_FIT_READER_SQL = (
+    "WITH "
+    + MODALITY_SQL
+    + ", "
+    + RATES_SQL
+    + """
+INSERT INTO triage_reader_rates (study_id, reader_id, modality, hours, reads)
+SELECT study_id, reader_id, modality, hours, reads FROM reader_rates
+"""
+)
+
+
+# Adds open cases missing from the cache and drops closed ones.
+_CACHE_MODALITY_SQL = """
+DELETE FROM triage_case_modalities m USING cases c
+WHERE c.id = m.case_id AND c.state NOT IN
+      ('received', 'qc', 'query', 'reading', 'adjudication', 'on_hold');
+INSERT INTO triage_case_modalities (case_id, modality)
+SELECT e.case_id, min(se.modality)
+FROM cases c JOIN exams e ON e.case_id = c.id JOIN series se ON se.exam_id = e.id
+WHERE c.state IN ('received', 'qc', 'query', 'reading', 'adjudication', 'on_hold')
+  AND se.modality IS NOT NULL
+  AND NOT EXISTS (SELECT 1 FROM triage_case_modalities m WHERE m.case_id = c.id)
+GROUP BY e.case_id
+"""
+
+
+def fit_rates(
+    session: Session, now: datetime, *, history_days: int = HISTORY_DAYS
+) -> int:
+    """Refit the stored rates from the reads signed in the last `history_days`.
+
+    Returns the number of studies with a fitted rate. Studies without history keep
+    no row, so predictions for them use the defaults.
+    """
+    session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _FIT_LOCK_KEY})
+    session.execute(text("DELETE FROM triage_reader_rates"))
+    session.execute(text("DELETE FROM triage_study_rates"))
+    params = model_params(now, now - timedelta(days=history_days))
+    result = session.execute(text(_FIT_STUDY_SQL), params)
+    session.execute(text(_FIT_READER_SQL), params)
+    session.execute(text(_CACHE_MODALITY_SQL))
+    return int(getattr(result, "rowcount", 0))

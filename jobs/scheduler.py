@@ -68,7 +68,7 @@ class RunResult:
 def default_jobs(settings: Settings) -> list[JobSpec]:
     """Return the jobs the process runs, with intervals from the settings."""
     from jobs.assignment import assign_step, reassign_step
-    from jobs.sla import digest_step, notify_step, sweep_step
+    from jobs.sla import digest_step, fit_step, notify_step, sweep_step
 
     limit = settings.job_time_limit_seconds
     specs = [
@@ -84,6 +84,7 @@ def default_jobs(settings: Settings) -> list[JobSpec]:
             settings.assignment_interval_seconds * 5,
             limit,
         ),
+        JobSpec("triage_fit", fit_step, 3600, limit),
         JobSpec("sla_sweep", sweep_step, settings.sla_interval_seconds, limit),
         JobSpec("sla_notify", notify_step, settings.sla_interval_seconds, limit),
         JobSpec("sla_digest", digest_step, 300, limit),

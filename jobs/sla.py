@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from core import alerts, sla
+from core import alerts, sla, triage
 from core.runtime import Runtime
 
 
@@ -31,3 +31,9 @@ def digest_step(runtime: Runtime) -> int:
     """Send the daily digests due in each recipient's time zone."""
     with runtime.sessions.begin() as session:
         return alerts.send_digests(session, runtime.settings, datetime.now(UTC))
+
+
+def fit_step(runtime: Runtime) -> int:
+    """Refit the triage rates from recent history; return the studies fitted."""
+    with runtime.sessions.begin() as session:
+        return triage.fit_rates(session, datetime.now(UTC))

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from datetime import timedelta
 
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from core.backtest import latest_backtests, run_backtest
-from core.models import Exam, Instance, Read, Series
-from core.triage import triage
+from core.models import Exam, Instance, Read, Series, TriageCaseModality
+from core.triage import fit_rates, triage
 from tests.factories import NOW, make_case, make_reader, make_study
 
 
@@ -48,7 +49,7 @@ def test_triage_order_and_parts(sessions: sessionmaker[Session]) -> None:
         baseline = make_case(session, study, "301-0002", 0, received=NOW)
         _add_images(session, tight.id, series=2, per_series=3)
     with sessions() as session:
-        rows = triage(session, NOW, NOW - timedelta(days=180))
+        rows = triage(session, NOW)
     order = [row.case_id for row in rows]
     assert order == [urgent.id, baseline.id, tight.id, relaxed.id]
     tight_row = rows[2]
@@ -91,3 +92,42 @@ def test_backtest_counts_breaches(sessions: sessionmaker[Session]) -> None:
     with sessions() as session:
         latest = latest_backtests(session)
     assert [row.id for row in latest] == [result.id]
+
+
+def test_fit_learns_reader_speed(sessions: sessionmaker[Session]) -> None:
+    with sessions.begin() as session:
+        study = make_study(session)
+        slow = make_reader(session, "Slow", study)
+        fast = make_reader(session, "Fast", study)
+        for number in range(10):
+            received = NOW - timedelta(days=20 + number)
+            case = make_case(session, study, f"301-8{number:03d}", received=received)
+            case.state = "done"
+            case.completed_at = received + timedelta(hours=120)
+            _add_images(session, case.id, series=1, per_series=1)
+            for read in session.query(Read).filter_by(case_id=case.id):
+                slow_read = read.kind == "primary"
+                read.state = "signed"
+                read.reader_id = slow.id if slow_read else fast.id
+                read.assigned_at = received
+                read.signed_at = received + timedelta(hours=100 if slow_read else 10)
+        open_slow = make_case(session, study, "301-8100", kinds=("primary",))
+        open_fast = make_case(session, study, "301-8101", kinds=("primary",))
+        for case, reader in ((open_slow, slow), (open_fast, fast)):
+            _add_images(session, case.id, series=1, per_series=1)
+            read = session.query(Read).filter_by(case_id=case.id).one()
+            read.state = "assigned"
+            read.reader_id = reader.id
+            read.assigned_at = NOW
+    with sessions.begin() as session:
+        fitted = fit_rates(session, NOW)
+    with sessions() as session:
+        rows = {row.case_id: row for row in triage(session, NOW)}
+        cached = session.scalar(select(func.count(TriageCaseModality.case_id)))
+    assert fitted == 1
+    assert cached == 2
+    # Ten 100 h reads shrunk toward the 55 h study mean with weight 5: 85 h.
+    assert (
+        round(rows[open_slow.id].predicted_hours - rows[open_fast.id].predicted_hours)
+        == 60
+    )

@@ -116,6 +116,7 @@ def test_default_jobs_names(settings: object) -> None:
     assert names == [
         "assign_reads",
         "reassign_stalled_reads",
+        "triage_fit",
         "sla_sweep",
         "sla_notify",
         "sla_digest",
