@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint typecheck format clean
+.PHONY: run test lint typecheck format clean browser-deps
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -23,7 +23,11 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(BIN)/mypy
 
-test: lint typecheck
+# The browser tests drive Debian's chromium; Playwright never downloads a browser.
+browser-deps:
+	@command -v chromium >/dev/null || (apt-get update && apt-get install -y chromium)
+
+test: lint typecheck browser-deps
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 format: $(STAMP)
