@@ -6,8 +6,9 @@ STAMP := $(VENV)/.installed
 
 .PHONY: run test lint typecheck format clean system-deps
 
-# Debian packages the tests use: dcmtk's storescu sends what pynetdicom refuses to.
-DEBIAN_PACKAGES := dcmtk
+# Debian packages the tests use: dcmtk's storescu sends what pynetdicom refuses to,
+# and the browser tests drive Debian's chromium (Playwright never downloads one).
+DEBIAN_PACKAGES := dcmtk chromium
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -27,7 +28,7 @@ typecheck: $(STAMP)
 	$(BIN)/mypy
 
 system-deps:
-	@command -v storescu >/dev/null || \
+	@command -v storescu >/dev/null && command -v chromium >/dev/null || \
 		(apt-get update -q && apt-get install -y -q $(DEBIAN_PACKAGES))
 
 test: lint typecheck system-deps

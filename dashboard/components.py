@@ -8,6 +8,7 @@ import dash_ag_grid as dag
 import plotly.graph_objects as go
 from dash import dcc, html
 
+from core.models import CASE_STATES
 from dashboard.context import runtime
 
 RANGE_OPTIONS = [
@@ -84,5 +85,25 @@ def refresh_interval(interval_id: str) -> dcc.Interval:
     return dcc.Interval(id=interval_id, interval=seconds * 1000, n_intervals=0)
 
 
-def percent(value: float | None) -> str:
-    return "n/a" if value is None else f"{value:.1f} %"
+SITE_COLUMNS = [
+    column("site_code", "Site"),
+    column("name", "Name"),
+    number_column("arrivals", "Arrivals in range"),
+    number_column("qc_first_pass_pct", "QC first pass (%)", 1),
+    number_column("open_queries", "Open queries"),
+    number_column("oldest_query_days", "Oldest query (d)", 1),
+    number_column("late_timepoints", "Late timepoints"),
+    number_column("due_timepoints", "Timepoints in window"),
+]
+
+
+def pipeline_figure(rows: list[dict[str, Any]]) -> go.Figure:
+    fig = figure("Cases by timepoint and state", "timepoint", "cases")
+    timepoints = list(dict.fromkeys(row["timepoint"] for row in rows))
+    for state in CASE_STATES:
+        counts = {r["timepoint"]: r["cases"] for r in rows if r["state"] == state}
+        if counts:
+            values = [counts.get(point, 0) for point in timepoints]
+            fig.add_trace(go.Bar(name=state, x=timepoints, y=values))
+    fig.update_layout(barmode="stack")
+    return fig

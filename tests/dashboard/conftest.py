@@ -110,3 +110,103 @@ def callback_body(
         "state": [{"id": i, "property": p, "value": v} for i, p, v in state],
         "changedPropIds": [key(i, p) for i, p, _ in inputs[:1]],
     }
+
+
+@dataclass
+class Workload:
+    """Ids of the workflow rows that `workload` adds to study A and study B."""
+
+    case_a: int
+    case_b: int
+    read_a: int
+    alert_a: int
+    alert_b: int
+    spare_reader: int
+
+
+@pytest.fixture
+def workload(world: World, sessions: sessionmaker[Session]) -> Workload:
+    """Add cases, readers, reads, a query and alerts to both studies."""
+    from datetime import UTC, date, datetime, timedelta
+
+    from core.models import Alert, Query, Read, Reader, ReaderTraining, Study
+    from tests.factories import make_case
+
+    now = datetime.now(UTC)
+    with sessions.begin() as session:
+        a = session.get(Study, world.study_a)
+        b = session.get(Study, world.study_b)
+        assert a is not None and b is not None
+        readers = [Reader(name=f"Dr Reader {i}", daily_capacity=10) for i in range(3)]
+        session.add_all(readers)
+        session.flush()
+        for reader in readers:
+            session.add(
+                ReaderTraining(
+                    reader_id=reader.id,
+                    study_id=a.id,
+                    criteria="RECIST 1.1",
+                    trained_on=date(2026, 1, 5),
+                )
+            )
+        for i in range(6):
+            make_case(
+                session,
+                a,
+                f"301-{i:04d}",
+                state="done",
+                received=now - timedelta(days=6),
+                due=now - timedelta(days=1),
+                completed=now - timedelta(days=6, hours=-30 - 10 * i),
+            )
+        case_a = make_case(
+            session,
+            a,
+            "301-0100",
+            state="reading",
+            received=now - timedelta(hours=50),
+            due=now - timedelta(hours=2),
+        )
+        make_case(
+            session,
+            a,
+            "301-0101",
+            state="qc",
+            received=now - timedelta(hours=5),
+            due=now + timedelta(hours=20),
+        )
+        case_b = make_case(
+            session,
+            b,
+            "110-0001",
+            state="reading",
+            received=now - timedelta(hours=30),
+            due=now + timedelta(hours=3),
+        )
+        read = Read(
+            case_id=case_a.id,
+            kind="primary",
+            state="assigned",
+            reader_id=readers[0].id,
+            assigned_at=now - timedelta(hours=20),
+        )
+        session.add(read)
+        session.add(
+            Query(
+                case_id=case_a.id,
+                reason_code="slice_thickness",
+                text="Slices thicker than 5 mm",
+                opened_by="qc_a",
+            )
+        )
+        alert_a = Alert(
+            case_id=case_a.id, step="case", kind="breached", due_at=case_a.due_at
+        )
+        alert_b = Alert(
+            case_id=case_b.id, step="case", kind="at_risk", due_at=case_b.due_at
+        )
+        session.add_all([alert_a, alert_b])
+        session.flush()
+        return Workload(
+            case_a.id, case_b.id, read.id, alert_a.id, alert_b.id, readers[1].id
+        )
