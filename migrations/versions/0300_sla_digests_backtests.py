@@ -1,7 +1,7 @@
 """SLA digests and breach-predictor backtests
 
 Revision ID: 0300
-Revises: 0001
+Revises: 0200
 Create Date: 2026-12-04 15:10:00
 """
 
@@ -12,7 +12,7 @@ from alembic import op
 from sqlalchemy.dialects import postgresql
 
 revision = "0300"
-down_revision = "0001"
+down_revision = "0200"
 branch_labels = None
 depends_on = None
 

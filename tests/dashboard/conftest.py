@@ -130,7 +130,7 @@ def workload(world: World, sessions: sessionmaker[Session]) -> Workload:
     from datetime import UTC, date, datetime, timedelta
 
     from core.models import Alert, Query, Read, Reader, ReaderTraining, Study
-    from tests.factories import make_case
+    from tests.web_factories import make_case
 
     now = datetime.now(UTC)
     with sessions.begin() as session:

@@ -19,7 +19,7 @@ from werkzeug.serving import make_server
 from core.config import PROJECT_ROOT
 from core.models import Alert, AuditEntry, Read
 from tests.dashboard.conftest import Workload, World
-from tests.factories import PASSWORD
+from tests.web_factories import PASSWORD
 
 pytestmark = pytest.mark.browser
 
