@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import getpass
 import logging
+import os
 import signal
 import subprocess
 import sys
@@ -95,16 +96,45 @@ def cmd_charter_load(args: argparse.Namespace) -> int:
 
 def cmd_jobs(args: argparse.Namespace) -> int:
     """Run the scheduler and, unless --no-scp, the DICOM receiver in this process."""
+    import threading
+
     from jobs.scheduler import default_jobs, run_forever
 
     runtime = open_runtime("jobs")
-    scp = None
-    if not args.no_scp:
-        from jobs.scp import start_scp
-
-        scp = start_scp(runtime)
     specs = default_jobs(runtime.settings)
-    run_forever(runtime, specs, on_stop=scp.shutdown if scp is not None else None)
+    if args.no_scp:
+        run_forever(runtime, specs)
+        return 0
+
+    from jobs.scp import ingest_received, start_scp
+
+    wake = threading.Event()
+    stop = threading.Event()
+    receiver_ingest = threading.Thread(
+        target=ingest_received, args=(runtime, wake, stop), name="scp-ingest"
+    )
+    receiver_ingest.start()
+    try:
+        server = start_scp(runtime, wake=wake)
+    except OSError as exc:
+        stop.set()
+        wake.set()
+        receiver_ingest.join()
+        print(
+            f"FAILED: the DICOM receiver cannot listen on "
+            f"{runtime.settings.scp_host}:{runtime.settings.scp_port} ({exc}); "
+            "set IMAGINGOPS_SCP_PORT or stop the other listener",
+            file=sys.stderr,
+        )
+        return 2
+
+    def stop_receiver() -> None:
+        server.shutdown()
+        stop.set()
+        wake.set()
+        receiver_ingest.join()
+
+    run_forever(runtime, specs, on_stop=stop_receiver)
     return 0
 
 
@@ -178,6 +208,38 @@ def cmd_backtest(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_demo(args: argparse.Namespace) -> int:
+    """Build the demo portfolio (unless it exists) and print the demo users."""
+    import json
+    import time
+
+    from core import demo
+
+    runtime = open_runtime("demo")
+    with runtime.sessions() as session:
+        exists = demo.portfolio_exists(session)
+    if exists and not args.if_empty:
+        print("FAILED: the database already holds the demo portfolio", file=sys.stderr)
+        return 1
+    if not exists:
+        started = time.monotonic()
+        summary = demo.build_portfolio(runtime)
+        print(
+            f"Demo portfolio built in {time.monotonic() - started:.0f} s: "
+            f"{summary.studies} studies, {summary.sites} sites, "
+            f"{summary.subjects} subjects, {summary.cases} cases, "
+            f"{summary.ingested} instances ingested"
+        )
+    passwords = json.loads(demo.credentials_path(runtime).read_text())
+    print("Demo users (username / password), also in", demo.credentials_path(runtime))
+    for username, role, _ in demo.DEMO_USERS:
+        print(f"  {role:<14} {username:<15} {passwords[username]}")
+    print(
+        f"  {'reader':<14} {'reader01':<15} {passwords['reader01']}  (and reader02..)"
+    )
+    return 0
+
+
 def cmd_serve(args: argparse.Namespace) -> int:
     """Start the web and jobs processes as children and stop both on SIGTERM/SIGINT."""
     # Migrate once here so the children do not race to create the schema.
@@ -233,7 +295,10 @@ def cmd_web(args: argparse.Namespace) -> int:
     command = [sys.executable, "-m", "gunicorn", "--bind", bind]
     command += ["--workers", str(args.workers), "--access-logfile", "-", "app:server"]
     log.info("Serving the dashboard with gunicorn at %s", bind)
-    return subprocess.call(command)
+    # Become gunicorn, so a SIGTERM to this process reaches its master directly.
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os.execv(sys.executable, command)
 
 
 def _read_password(path: str | None) -> str:
@@ -314,6 +379,13 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser("migrate", help="apply database migrations").set_defaults(
         func=cmd_migrate
     )
+    demo = sub.add_parser("demo", help="build the demo portfolio and print its users")
+    demo.add_argument(
+        "--if-empty",
+        action="store_true",
+        help="only print the demo users when the portfolio already exists",
+    )
+    demo.set_defaults(func=cmd_demo)
     sub.add_parser("serve", help="run web, jobs and DICOM receiver").set_defaults(
         func=cmd_serve
     )

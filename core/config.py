@@ -119,6 +119,9 @@ class Settings:
     # Jobs process: intervals and time limits in seconds, SLA delays in hours.
     assignment_interval_seconds: int = 60
     sla_interval_seconds: int = 60
+    qc_interval_seconds: int = 15
+    demo_feed_seconds: int = 5
+    job_runs_keep_days: int = 14
     job_time_limit_seconds: int = 300
     escalation_hours: float = 4.0
     digest_hour: int = 8
@@ -166,6 +169,9 @@ def load_settings() -> Settings:
             "IMAGINGOPS_ASSIGNMENT_INTERVAL_SECONDS", 60, minimum=1
         ),
         sla_interval_seconds=env_int("IMAGINGOPS_SLA_INTERVAL_SECONDS", 60, minimum=1),
+        qc_interval_seconds=env_int("IMAGINGOPS_QC_INTERVAL_SECONDS", 15, minimum=1),
+        demo_feed_seconds=env_int("IMAGINGOPS_DEMO_FEED_SECONDS", 5, minimum=0),
+        job_runs_keep_days=env_int("IMAGINGOPS_JOB_RUNS_KEEP_DAYS", 14, minimum=1),
         job_time_limit_seconds=env_int(
             "IMAGINGOPS_JOB_TIME_LIMIT_SECONDS", 300, minimum=1
         ),

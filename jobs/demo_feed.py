@@ -1,7 +1,9 @@
-"""Keep the demo portfolio moving: drop a new re-tagged instance every few seconds.
+"""Keep the demo portfolio moving: new demo images arrive every few seconds.
 
-Runs only in the jobs process and only when the database holds the demo portfolio,
-so a real deployment never receives demo images.
+Each run writes either the images of a subject's next scheduled visit (a new case)
+or one more instance in a series of a recent case, into the drop folder, which the
+drop folder scan then ingests like any site's upload. The step writes nothing unless
+the database holds demo studies, so a real deployment never receives demo images.
 """
 
 from __future__ import annotations
@@ -9,67 +11,171 @@ from __future__ import annotations
 import logging
 import os
 import random
-import uuid
 from datetime import UTC, datetime
+from pathlib import Path
 
-from sqlalchemy import select
+from sqlalchemy import exists, func, select
+from sqlalchemy.dialects.postgresql import distinct_on
+from sqlalchemy.orm import Session, aliased
 
-from core import demo
-from core.dicom_synth import retag
-from core.models import Case, Site, Sponsor, Study, Subject, Timepoint
+from core import charter
+from core.demo import series_for
+from core.demo_images import ImageWriter, SeriesPlace
+from core.models import (
+    Case,
+    Exam,
+    Instance,
+    Series,
+    Site,
+    Sponsor,
+    Study,
+    Subject,
+    Timepoint,
+)
 from core.runtime import Runtime
 
 log = logging.getLogger(__name__)
 
-
-def _pick_case(runtime: Runtime) -> tuple[str, str, str, str, str, str] | None:
-    """Pick a recent open demo case and return its identifying codes."""
-    with runtime.sessions() as session:
-        row = session.execute(
-            select(
-                Sponsor.name,
-                Study.protocol_id,
-                Site.site_code,
-                Subject.subject_code,
-                Timepoint.code,
-            )
-            .join(Study, Study.sponsor_id == Sponsor.id)
-            .join(Case, Case.study_id == Study.id)
-            .join(Site, Site.id == Case.site_id)
-            .join(Subject, Subject.id == Case.subject_id)
-            .join(Timepoint, Timepoint.id == Case.timepoint_id)
-            .where(Study.is_demo, Case.state.in_(("received", "qc")))
-            .order_by(Case.id.desc())
-            .limit(50)
-        ).all()
-    if not row:
-        return None
-    sponsor, protocol, site, subject, timepoint = random.choice(row)
-    modality = next(s.modality for s in demo.DEMO_STUDIES if s.protocol_id == protocol)
-    return sponsor, protocol, site, subject, timepoint, modality
+NEW_CASE_SHARE = 0.5
+_writer: ImageWriter | None = None
 
 
-def feed_demo_arrival(runtime: Runtime) -> int:
-    """Write one new demo instance into the drop folder; return 1 if one was written."""
-    picked = _pick_case(runtime)
-    if picked is None:
-        return 0
-    sponsor, protocol, site, subject, timepoint, modality = picked
-    staging = runtime.settings.data_dir / "demo-staging"
-    staging.mkdir(parents=True, exist_ok=True)
-    runtime.settings.drop_dir.mkdir(parents=True, exist_ok=True)
-    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S")
-    name = f"demo-{stamp}-{uuid.uuid4().hex[:8]}.dcm"
-    retag(
-        demo.source_file(modality),
-        staging / name,
-        sponsor=sponsor,
-        protocol=protocol,
-        site=site,
-        subject=subject,
-        timepoint=timepoint,
+def _image_writer(session: Session) -> ImageWriter:
+    global _writer
+    if _writer is None:
+        sponsor_of: dict[str, str] = dict(
+            session.execute(
+                select(Study.protocol_id, Sponsor.name).join(
+                    Sponsor, Sponsor.id == Study.sponsor_id
+                )
+            ).all()
+        )
+        _writer = ImageWriter(sponsor_of)
+    return _writer
+
+
+def _next_visit(
+    session: Session,
+) -> tuple[str, str, str, str, int] | None:
+    """Pick a random demo subject's first scheduled visit that has no case yet.
+
+    Returns (protocol, site code, subject code, visit code, study id).
+    """
+    later = aliased(Timepoint)
+    first_missing = (
+        select(
+            Study.protocol_id,
+            Site.site_code,
+            Subject.subject_code,
+            later.code,
+            Study.id,
+        )
+        .ext(distinct_on(Subject.id))
+        .join(Subject, Subject.study_id == Study.id)
+        .join(Site, Site.id == Subject.site_id)
+        .join(later, later.study_id == Study.id)
+        .where(
+            Study.is_demo,
+            later.target_day.is_not(None),
+            ~exists().where(
+                Case.subject_id == Subject.id, Case.timepoint_id == later.id
+            ),
+        )
+        .order_by(Subject.id, later.ordinal)
+        .subquery()
     )
-    # A rename within one file system is atomic: ingest never sees half a file.
-    os.replace(staging / name, runtime.settings.drop_dir / name)
-    log.info("Demo arrival written for study %s", protocol)
-    return 1
+    row = session.execute(
+        select(first_missing).order_by(func.random()).limit(1)
+    ).first()
+    if row is None:
+        return None
+    protocol, site, subject, visit, study_id = row
+    return protocol, site, subject, visit, study_id
+
+
+def _recent_series(
+    session: Session, rng: random.Random
+) -> tuple[SeriesPlace, str, str, str, str, int] | None:
+    """Pick a series of a recent demo case that is still before its reads."""
+    rows = session.execute(
+        select(
+            Exam.study_instance_uid,
+            Series.series_instance_uid,
+            Series.series_number,
+            Series.modality,
+            Series.body_part,
+            Study.protocol_id,
+            Site.site_code,
+            Subject.subject_code,
+            Timepoint.code,
+            select(func.count(Instance.id))
+            .where(Instance.series_id == Series.id)
+            .scalar_subquery(),
+        )
+        .join(Exam, Exam.id == Series.exam_id)
+        .join(Case, Case.id == Exam.case_id)
+        .join(Study, Study.id == Case.study_id)
+        .join(Site, Site.id == Case.site_id)
+        .join(Subject, Subject.id == Case.subject_id)
+        .join(Timepoint, Timepoint.id == Case.timepoint_id)
+        .where(Study.is_demo, Case.state.in_(("received", "qc")))
+        .order_by(Case.id.desc())
+        .limit(40)
+    ).all()
+    if not rows:
+        return None
+    study_uid, series_uid, number, modality, body_part, *codes, count = rng.choice(rows)
+    place = SeriesPlace(study_uid, series_uid, number or 1, modality, body_part or "")
+    protocol, site, subject, visit = codes
+    return place, protocol, site, subject, visit, count + 1
+
+
+def feed_demo_arrival(runtime: Runtime, *, rng: random.Random | None = None) -> int:
+    """Write demo images into the drop folder; return how many files were written."""
+    rng = rng or random.Random()
+    now = datetime.now(UTC)
+    with runtime.sessions() as session:
+        if not session.scalar(select(exists().where(Study.is_demo))):
+            return 0
+        writer = _image_writer(session)
+        # A hidden folder inside the drop folder: the scan skips it, and a rename
+        # within one file system is atomic, so the scan never sees half a file.
+        staging = runtime.settings.drop_dir / ".demo-staging"
+        staging.mkdir(parents=True, exist_ok=True)
+        written: list[Path] = []
+        visit = _next_visit(session) if rng.random() < NEW_CASE_SHARE else None
+        if visit is not None:
+            protocol, site, subject, code, study_id = visit
+            document = charter.get_document(session, study_id, None)
+            written = list(
+                writer.write_case(
+                    staging,
+                    protocol=protocol,
+                    site=site,
+                    subject=subject,
+                    timepoint=code,
+                    taken_at=now,
+                    series=series_for(document, code),
+                )
+            )
+        else:
+            picked = _recent_series(session, rng)
+            if picked is None:
+                return 0
+            place, protocol, site, subject, code, number = picked
+            written = [
+                writer.write_instance(
+                    staging,
+                    place,
+                    protocol=protocol,
+                    site=site,
+                    subject=subject,
+                    timepoint=code,
+                    taken_at=now,
+                    instance_number=number,
+                )
+            ]
+    for path in written:
+        os.replace(path, runtime.settings.drop_dir / path.name)
+    log.info("Demo arrival: %d file(s) for study %s", len(written), protocol)
+    return len(written)

@@ -7,8 +7,9 @@ is recorded as failed. Killing the process closes its connection, so PostgreSQL 
 back whatever the step had not committed. A thread could not be stopped this way,
 and a statement timeout alone would not stop a step stuck outside SQL (for example on
 an SMTP server), so the worker also sets `statement_timeout` to the time limit as a
-second guard. Spawning costs an interpreter start (an estimate of under a second per
-run), which is small next to job intervals of a minute.
+second guard. Spawning costs an interpreter start (about half a second per run),
+which is small next to job intervals of a minute; the few steps that run every few
+seconds and are bounded by a batch size run in a scheduler thread instead.
 
 Every run writes a `job_runs` row. At start-up each job's last run is compared with
 its interval: a job whose next run fell while the process was down runs once at once
@@ -33,7 +34,7 @@ from typing import Any
 from apscheduler.executors.pool import ThreadPoolExecutor
 from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.triggers.interval import IntervalTrigger
-from sqlalchemy import func, insert, select, update
+from sqlalchemy import CursorResult, delete, func, insert, select, update
 
 from core.config import Settings
 from core.db import make_engine, make_sessionmaker
@@ -56,6 +57,10 @@ class JobSpec:
     step: Step
     interval_seconds: int
     time_limit_seconds: int
+    # Steps that run every few seconds and are bounded by a batch size (the drop
+    # folder scan, the demo feed) run in a scheduler thread: an interpreter start
+    # per run would cost more than the step.
+    isolated: bool = True
 
 
 @dataclass(frozen=True)
@@ -68,10 +73,21 @@ class RunResult:
 def default_jobs(settings: Settings) -> list[JobSpec]:
     """Return the jobs the process runs, with intervals from the settings."""
     from jobs.assignment import assign_step, reassign_step
+    from jobs.demo_feed import feed_demo_arrival
+    from jobs.ingest import scan_drop_folder
+    from jobs.qc import run_auto_qc
     from jobs.sla import digest_step, fit_step, notify_step, sweep_step
 
     limit = settings.job_time_limit_seconds
     specs = [
+        JobSpec(
+            "ingest_drop_folder",
+            scan_drop_folder,
+            settings.ingest_interval_seconds,
+            limit,
+            isolated=False,
+        ),
+        JobSpec("auto_qc", run_auto_qc, settings.qc_interval_seconds, limit),
         JobSpec(
             "assign_reads",
             assign_step,
@@ -88,10 +104,40 @@ def default_jobs(settings: Settings) -> list[JobSpec]:
         JobSpec("sla_sweep", sweep_step, settings.sla_interval_seconds, limit),
         JobSpec("sla_notify", notify_step, settings.sla_interval_seconds, limit),
         JobSpec("sla_digest", digest_step, 300, limit),
+        JobSpec("prune_job_runs", prune_job_runs, 3600, limit),
     ]
-    # Ingest and QC steps (jobs.ingest.scan_drop_folder, jobs.qc.run_auto_qc) are
-    # added to this list when those modules are merged.
+    if settings.demo_feed_seconds:
+        # The step writes nothing unless the database holds the demo portfolio.
+        specs.append(
+            JobSpec(
+                "demo_feed",
+                feed_demo_arrival,
+                settings.demo_feed_seconds,
+                limit,
+                isolated=False,
+            )
+        )
     return specs
+
+
+def prune_job_runs(runtime: Runtime) -> int:
+    """Delete job runs older than the kept days, except each job's last success.
+
+    Job runs are operational records, not workflow data: the drop folder scan alone
+    writes one every few seconds.
+    """
+    keep_days = runtime.settings.job_runs_keep_days
+    with runtime.sessions.begin() as session:
+        last_ok = (
+            select(func.max(JobRun.id)).where(JobRun.ok.is_(True)).group_by(JobRun.job)
+        )
+        result: CursorResult[Any] = session.execute(  # type: ignore[assignment]
+            delete(JobRun).where(
+                JobRun.started_at < func.now() - timedelta(days=keep_days),
+                JobRun.id.not_in(last_ok),
+            )
+        )
+    return int(result.rowcount or 0)
 
 
 def _worker(
@@ -147,6 +193,15 @@ def run_isolated(runtime: Runtime, spec: JobSpec) -> RunResult:
     return RunResult(ok, items, error)
 
 
+def run_inline(runtime: Runtime, spec: JobSpec) -> RunResult:
+    """Run a step in this process's scheduler thread."""
+    try:
+        return RunResult(True, int(spec.step(runtime)), None)
+    except Exception as exc:
+        log.exception("Job step %s failed", spec.name)
+        return RunResult(False, 0, f"{type(exc).__name__}: {exc}")
+
+
 def run_job(runtime: Runtime, spec: JobSpec) -> RunResult:
     """Run one job and record it in `job_runs` (started, finished, ok, items)."""
     with runtime.sessions.begin() as session:
@@ -155,7 +210,7 @@ def run_job(runtime: Runtime, spec: JobSpec) -> RunResult:
             .values(job=spec.name, host=socket.gethostname(), started_at=func.now())
             .returning(JobRun.id)
         )
-    result = run_isolated(runtime, spec)
+    result = run_isolated(runtime, spec) if spec.isolated else run_inline(runtime, spec)
     with runtime.sessions.begin() as session:
         session.execute(
             update(JobRun)

@@ -7,6 +7,7 @@ import os
 import signal
 import subprocess
 import sys
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -14,11 +15,17 @@ import pytest
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
-from core.config import PROJECT_ROOT
+from core.config import PROJECT_ROOT, Settings
 from core.jobstatus import job_health
 from core.models import JobRun
 from core.runtime import Runtime
-from jobs.scheduler import JobSpec, default_jobs, first_run_times, run_job
+from jobs.scheduler import (
+    JobSpec,
+    default_jobs,
+    first_run_times,
+    prune_job_runs,
+    run_job,
+)
 from tests.jobs import steps
 
 
@@ -111,16 +118,41 @@ def test_stale_job_health(sessions: sessionmaker[Session]) -> None:
     assert health["never"].stale
 
 
-def test_default_jobs_names(settings: object) -> None:
-    names = [spec.name for spec in default_jobs(settings)]  # type: ignore[arg-type]
-    assert names == [
-        "assign_reads",
-        "reassign_stalled_reads",
-        "triage_fit",
-        "sla_sweep",
-        "sla_notify",
-        "sla_digest",
+def test_default_jobs(settings: Settings) -> None:
+    """Frequent batch-bounded steps run in-process; the demo feed can be turned off."""
+    specs = default_jobs(settings)
+    assert [(spec.name, spec.isolated) for spec in specs] == [
+        ("ingest_drop_folder", False),
+        ("auto_qc", True),
+        ("assign_reads", True),
+        ("reassign_stalled_reads", True),
+        ("triage_fit", True),
+        ("sla_sweep", True),
+        ("sla_notify", True),
+        ("sla_digest", True),
+        ("prune_job_runs", True),
+        ("demo_feed", False),
     ]
+    assert specs[0].interval_seconds == settings.ingest_interval_seconds
+    without_feed = default_jobs(replace(settings, demo_feed_seconds=0))
+    assert "demo_feed" not in [spec.name for spec in without_feed]
+
+
+def test_prune_keeps_recent_runs_and_each_last_success(runtime: Runtime) -> None:
+    old = datetime.now(UTC) - timedelta(days=runtime.settings.job_runs_keep_days + 1)
+    with runtime.sessions.begin() as session:
+        for job, ok, started in [
+            ("scan", True, old - timedelta(hours=1)),
+            ("scan", False, old),
+            ("scan", True, datetime.now(UTC)),
+            ("digest", True, old - timedelta(hours=1)),
+            ("digest", True, old),  # the last success of "digest": kept
+        ]:
+            session.add(JobRun(job=job, host="h", started_at=started, ok=ok))
+    assert prune_job_runs(runtime) == 3
+    with runtime.sessions() as session:
+        left = sorted(session.execute(select(JobRun.job, JobRun.ok)).tuples())
+    assert left == [("digest", True), ("scan", True)]
 
 
 def test_sigterm_finishes_step(
