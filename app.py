@@ -222,6 +222,9 @@ def cmd_demo(args: argparse.Namespace) -> int:
         print("FAILED: the database already holds the demo portfolio", file=sys.stderr)
         return 1
     if not exists:
+        # One log line per simulated workflow step would bury the demo users below.
+        for name in ("core.lifecycle", "core.qc", "core.reads", "core.ingest"):
+            logging.getLogger(name).setLevel(logging.WARNING)
         started = time.monotonic()
         summary = demo.build_portfolio(runtime)
         print(

@@ -1,9 +1,9 @@
 """Demo portfolio: five studies whose images arrive through the real ingest path.
 
-`build_portfolio` loads the shipped charters, registers sites, subjects, readers and
-one user per role, writes re-tagged copies of the CT and MR files that ship with
-pydicom, ingests them with arrival times spread over the last 120 days, and drives
-the older cases through QC, double reads and adjudication with the workflow
+`build_portfolio` loads the shipped charters and registers sites, subjects, readers
+and one user per role. It writes re-tagged copies of the CT and MR files that ship
+with pydicom and ingests them with arrival times spread over the last 120 days. Then
+it drives the older cases through QC, double reads and adjudication with the workflow
 functions (`core.demo_workflow`). Demo studies are marked `is_demo`, and the demo's
 own audit rows name the actor `demo`.
 """
@@ -14,6 +14,7 @@ import json
 import logging
 import random
 import secrets
+import time
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
@@ -341,14 +342,33 @@ def build_portfolio(runtime: Runtime, *, now: datetime | None = None) -> DemoSum
         for reader_id, user_id in session.execute(select(Reader.id, Reader.user_id)):
             assert user_id is not None, "every demo reader has a user account"
             user_of_reader[reader_id] = user_id
+
+    started = time.monotonic()
     files = _write_images(runtime, plan, sponsor_of)
-    log.info("Demo: ingesting %d files of %d cases", len(files), len(plan.cases))
+    log.info(
+        "Demo: wrote %d files of %d cases in %.0f s",
+        len(files),
+        len(plan.cases),
+        time.monotonic() - started,
+    )
+
+    started = time.monotonic()
     report = ingest_arrivals(runtime, files, remove_inputs=True)
+    log.info(
+        "Demo: ingested %d files in %.0f s", report.ingested, time.monotonic() - started
+    )
     reader_users = {
         reader_id: (user_of_reader[reader_id], passwords[username])
         for username, reader_id in reader_ids.items()
     }
+
+    started = time.monotonic()
     driven = _drive_history(runtime, list(study_ids.values()), reader_users, now)
+    log.info(
+        "Demo: drove %d cases through the workflow in %.0f s",
+        driven,
+        time.monotonic() - started,
+    )
     return DemoSummary(
         studies=len(study_ids),
         sites=sum(spec.sites for spec in DEMO_STUDIES),

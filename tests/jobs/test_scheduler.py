@@ -151,7 +151,7 @@ def test_prune_keeps_recent_runs_and_each_last_success(runtime: Runtime) -> None
             session.add(JobRun(job=job, host="h", started_at=started, ok=ok))
     assert prune_job_runs(runtime) == 3
     with runtime.sessions() as session:
-        left = sorted(session.execute(select(JobRun.job, JobRun.ok)).tuples())
+        left = sorted(session.execute(select(JobRun.job, JobRun.ok)).all())
     assert left == [("digest", True), ("scan", True)]
 
 
