@@ -293,8 +293,10 @@ def cmd_web(args: argparse.Namespace) -> int:
         app = create_app(open_runtime("web"))
         app.run(host=settings.web_host, port=settings.web_port, debug=False)
         return 0
-    # Migrate once before the workers start, so they do not race.
-    open_runtime("web-migrate")
+    # Migrate once before the workers start, so they do not race. A child process
+    # does it because this one becomes gunicorn below and never runs its exit
+    # handlers, which is where an embedded database server is released.
+    subprocess.run([sys.executable, __file__, "migrate"], check=True)
     command = [sys.executable, "-m", "gunicorn", "--bind", bind]
     command += ["--workers", str(args.workers), "--access-logfile", "-", "app:server"]
     log.info("Serving the dashboard with gunicorn at %s", bind)
