@@ -6,7 +6,9 @@ in `<data dir>/pgdata` and stopped when the last process using it exits.
 
 from __future__ import annotations
 
+import atexit
 import logging
+import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -32,9 +34,29 @@ def start_embedded_server(settings: Settings) -> str:
     key = str(pgdata)
     if key not in _embedded_servers:
         _embedded_servers[key] = pgserver.get_server(pgdata, cleanup_mode="stop")
+        # Registered after pgserver's own exit handler, so it runs first.
+        atexit.register(_forget_exited_handles, _embedded_servers[key])
     server = _embedded_servers[key]
     uri: str = server.get_uri()
     return uri.replace("postgresql://", "postgresql+psycopg2://", 1)
+
+
+def _forget_exited_handles(server: Any) -> None:
+    """Drop processes that exited without releasing the embedded server.
+
+    pgserver (0.1.4) stops the server when the last process that holds a handle
+    exits, and tracks the holders in a list of process ids. A process killed by a
+    signal, or one that became another program through exec, never removes its id,
+    and then the server would stay up for good after every other process exits.
+    """
+    import psutil
+
+    holders = server.global_process_id_list
+    with server._lock:
+        pids = holders.get()
+        alive = [pid for pid in pids if pid == os.getpid() or psutil.pid_exists(pid)]
+        if alive != pids:
+            holders.put(alive)
 
 
 def database_url(settings: Settings) -> str:
