@@ -18,8 +18,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import select, text
-from sqlalchemy.orm import Session
+from sqlalchemy import event, select, text
+from sqlalchemy.orm import Session, SessionTransaction
 
 from core.models import AuditEntry
 
@@ -72,6 +72,34 @@ def compute_hash(
     return hashlib.sha256(_canonical(content)).hexdigest()
 
 
+_TAIL_KEY = "imagingops.audit_chain_tail"
+
+
+@event.listens_for(Session, "after_transaction_end")
+def _forget_chain_tail(session: Session, transaction: SessionTransaction) -> None:
+    # Any transaction end, a savepoint's included, may have rolled back audit rows
+    # or released the lock, so the next row reads the tail from the table again.
+    session.info.pop(_TAIL_KEY, None)
+
+
+def _lock_chain_tail(session: Session) -> str:
+    """Take the chain's lock for this transaction and return the last row's hash.
+
+    Within one transaction the lock is held and no other writer can append, so after
+    the first row the tail is kept in the session instead of read again.
+    """
+    cached = session.info.get(_TAIL_KEY)
+    if cached is not None:
+        return str(cached)
+    session.execute(
+        text("SELECT pg_advisory_xact_lock(:key)"), {"key": _AUDIT_LOCK_KEY}
+    )
+    prev = session.scalar(
+        select(AuditEntry.row_hash).order_by(AuditEntry.id.desc()).limit(1)
+    )
+    return prev or GENESIS_HASH
+
+
 def record(
     session: Session,
     *,
@@ -85,13 +113,7 @@ def record(
     reason: str | None = None,
 ) -> AuditEntry:
     """Append one audit row in the caller's transaction and return it."""
-    session.execute(
-        text("SELECT pg_advisory_xact_lock(:key)"), {"key": _AUDIT_LOCK_KEY}
-    )
-    prev = session.scalar(
-        select(AuditEntry.row_hash).order_by(AuditEntry.id.desc()).limit(1)
-    )
-    prev_hash = prev or GENESIS_HASH
+    prev_hash = _lock_chain_tail(session)
     at = datetime.now(UTC)
     old_values = _normalise(old)
     new_values = _normalise(new)
@@ -122,6 +144,7 @@ def record(
     )
     session.add(entry)
     session.flush()
+    session.info[_TAIL_KEY] = row_hash
     return entry
 
 
@@ -152,13 +175,7 @@ def record_many(session: Session, entries: Sequence[Mapping[str, Any]]) -> int:
     """
     if not entries:
         return 0
-    session.execute(
-        text("SELECT pg_advisory_xact_lock(:key)"), {"key": _AUDIT_LOCK_KEY}
-    )
-    prev = session.scalar(
-        select(AuditEntry.row_hash).order_by(AuditEntry.id.desc()).limit(1)
-    )
-    prev_hash = prev or GENESIS_HASH
+    prev_hash = _lock_chain_tail(session)
     at = datetime.now(UTC)
     columns: dict[str, list[Any]] = {
         name: []
@@ -194,6 +211,7 @@ def record_many(session: Session, entries: Sequence[Mapping[str, Any]]) -> int:
             columns[name].append(value)
         prev_hash = row_hash
     session.execute(text(_INSERT_MANY_SQL), {"at": at, **columns})
+    session.info[_TAIL_KEY] = prev_hash
     return len(entries)
 
 

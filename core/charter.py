@@ -13,8 +13,8 @@ from dataclasses import dataclass
 from typing import Any
 
 import yaml
-from sqlalchemy import func, select
-from sqlalchemy.orm import Session
+from sqlalchemy import event, func, select
+from sqlalchemy.orm import Session, SessionTransaction
 
 from core import audit
 from core.models import OPEN_CASE_STATES, Case, Charter, Sponsor, Study, Timepoint
@@ -264,21 +264,40 @@ def required_series_for(
     return list(rules.get(visit_code, rules.get("default", [])))
 
 
+_DOCUMENTS_KEY = "imagingops.charter_documents"
+
+
+@event.listens_for(Session, "after_transaction_end")
+def _forget_documents(session: Session, transaction: SessionTransaction) -> None:
+    # A rolled-back charter load may leave a version number free for another document.
+    session.info.pop(_DOCUMENTS_KEY, None)
+
+
 def get_document(
     session: Session, study_id: int, version: int | None
 ) -> dict[str, Any]:
-    """Return a stored charter version (the study's current one when None)."""
+    """Return a stored charter version (the study's current one when None).
+
+    A stored version never changes, so the session keeps each document it has read
+    until the transaction or savepoint ends. Callers must not modify the document.
+    """
     if version is None:
         version = session.scalar(
             select(Study.charter_version).where(Study.id == study_id)
         )
-    document = session.scalar(
-        select(Charter.document).where(
-            Charter.study_id == study_id, Charter.version == version
-        )
+    cache: dict[tuple[int, int | None], dict[str, Any]] = session.info.setdefault(
+        _DOCUMENTS_KEY, {}
     )
+    document = cache.get((study_id, version))
     if document is None:
-        raise LookupError(f"study {study_id} has no charter version {version}")
+        document = session.scalar(
+            select(Charter.document).where(
+                Charter.study_id == study_id, Charter.version == version
+            )
+        )
+        if document is None:
+            raise LookupError(f"study {study_id} has no charter version {version}")
+        cache[(study_id, version)] = document
     return document
 
 

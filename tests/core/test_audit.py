@@ -75,3 +75,86 @@ def test_audit_table_rejects_changes(
     with pytest.raises(DBAPIError, match="append-only"):
         with sessions.begin() as session:
             session.execute(text(statement))
+
+
+def _record(session: Session, entity_id: int) -> None:
+    audit.record(
+        session,
+        actor="reader",
+        action="read.signed",
+        entity_type="read",
+        entity_id=entity_id,
+        new={"state": "signed"},
+    )
+
+
+def test_rolled_back_savepoint_leaves_chain_whole(
+    sessions: sessionmaker[Session],
+) -> None:
+    """Rows written after a rolled-back savepoint chain to the rows that remain."""
+    with sessions.begin() as session:
+        _record(session, 1)
+        try:
+            with session.begin_nested():
+                _record(session, 2)
+                _record(session, 3)
+                raise RuntimeError("signing rejected")
+        except RuntimeError:
+            pass
+        _record(session, 4)
+        with session.begin_nested():
+            _record(session, 5)
+        _record(session, 6)
+    with sessions() as session:
+        entities = session.scalars(
+            text("SELECT entity_id FROM audit_log ORDER BY id")
+        ).all()
+        checked, broken = audit.verify_chain(session)
+    assert entities == ["1", "4", "5", "6"]
+    assert checked == 4
+    assert broken is None
+
+
+def test_interleaved_transactions_keep_one_chain(
+    sessions: sessionmaker[Session],
+) -> None:
+    """Sessions that take turns, and a bulk insert, extend one chain."""
+    first = sessions()
+    second = sessions()
+    try:
+        with first.begin():
+            _record(first, 1)
+            _record(first, 2)
+        with second.begin():
+            _record(second, 3)
+        with first.begin():
+            _record(first, 4)
+        with second.begin():
+            _record(second, 5)
+        with first.begin():
+            _record(first, 6)
+            audit.record_many(
+                first,
+                [
+                    {
+                        "actor": "jobs",
+                        "action": "read.assigned",
+                        "entity_type": "read",
+                        "entity_id": 7,
+                    },
+                    {
+                        "actor": "jobs",
+                        "action": "read.assigned",
+                        "entity_type": "read",
+                        "entity_id": 8,
+                    },
+                ],
+            )
+            _record(first, 9)
+    finally:
+        first.close()
+        second.close()
+    with sessions() as session:
+        checked, broken = audit.verify_chain(session)
+    assert checked == 9
+    assert broken is None
