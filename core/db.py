@@ -44,8 +44,8 @@ def start_embedded_server(settings: Settings) -> str:
 def _forget_exited_handles(server: Any) -> None:
     """Drop processes that exited without releasing the embedded server.
 
-    pgserver (0.1.4) stops the server when the last process that holds a handle
-    exits, and tracks the holders in a list of process ids. A process killed by a
+    pgserver (0.1.4) stops the server when the last process with a handle exits,
+    and tracks those processes in a list of process ids. A process killed by a
     signal, or one that became another program through exec, never removes its id,
     and then the server would stay up for good after every other process exits.
     """
