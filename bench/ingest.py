@@ -38,8 +38,8 @@ PROJECT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(PROJECT))
 
 import pydicom  # noqa: E402
+import pydicom.data  # noqa: E402
 import pynetdicom  # noqa: E402
-from pydicom.data import get_testdata_file  # noqa: E402
 from sqlalchemy import create_engine, text  # noqa: E402
 from sqlalchemy.engine import make_url  # noqa: E402
 
@@ -62,11 +62,13 @@ PROTOCOL = "BENCH-1"
 SITES = ["S01", "S02", "S03", "S04"]
 TIMEPOINTS = ["BL", "W8", "W16"]
 FILES_PER_EXAM = 25
+# pydicom's bundled test files, read in place: `get_testdata_file` may download.
+TEST_FILES = Path(pydicom.data.__file__).parent / "test_files"
 
 
 def _build_one(job: tuple[int, str]) -> tuple[str, str]:
     index, folder = job
-    source = Path(str(get_testdata_file(SOURCES[index % len(SOURCES)])))
+    source = TEST_FILES / SOURCES[index % len(SOURCES)]
     exam = index // FILES_PER_EXAM
     subject = exam // len(TIMEPOINTS)
     dest = Path(folder) / f"{index // 1000:03d}" / f"{index:06d}.dcm"
