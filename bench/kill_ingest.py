@@ -76,9 +76,30 @@ def wait_for_rows(url: str, process: subprocess.Popen[bytes], rows: int) -> int:
     raise RuntimeError(f"{rows} rows were not written in {TIMEOUT_SECONDS}s")
 
 
-def wait_until_empty(drop: Path, process: subprocess.Popen[bytes]) -> None:
+def last_scan_id(url: str) -> int:
+    """Return the id of the last finished drop folder scan, 0 before the first."""
+    engine = create_engine(url)
+    with engine.connect() as conn:
+        last = conn.scalar(
+            text(
+                "SELECT max(id) FROM job_runs WHERE job = 'ingest_drop_folder' "
+                "AND finished_at IS NOT NULL"
+            )
+        )
+    engine.dispose()
+    return int(last or 0)
+
+
+def wait_until_done(
+    url: str, drop: Path, process: subprocess.Popen[bytes], runs_before: int
+) -> None:
+    """Wait for a scan finished by `process` and an empty drop folder.
+
+    The finished scan also shows that the process has installed its SIGTERM
+    handler, which it does before the scheduler starts.
+    """
     deadline = time.monotonic() + TIMEOUT_SECONDS
-    while next(walk_files(drop), None) is not None:
+    while last_scan_id(url) <= runs_before or next(walk_files(drop), None):
         if process.poll() is not None:
             raise RuntimeError(f"jobs process exited with {process.returncode}")
         if time.monotonic() > deadline:
@@ -163,14 +184,16 @@ def run(files: int, kills: int, workdir: Path) -> list[str]:
             "IMAGINGOPS_DEMO_FEED_SECONDS": "0",
             "IMAGINGOPS_LOG_LEVEL": "WARNING",
         }
+        runs_before = 0
         process = start_jobs(env)
         for kill in range(1, kills + 1):
             wait_for_rows(url, process, len(built) * kill // (kills + 1))
             time.sleep(KILL_DELAYS_SECONDS[(kill - 1) % len(KILL_DELAYS_SECONDS)])
             kill_group(process)
             print(f"kill {kill}: SIGKILL with {count_instances(url)} rows written")
+            runs_before = last_scan_id(url)
             process = start_jobs(env)
-        wait_until_empty(data / "drop", process)
+        wait_until_done(url, data / "drop", process, runs_before)
         process.send_signal(signal.SIGTERM)
         returncode = process.wait(timeout=120)
         print(f"last jobs process stopped by SIGTERM, exit code {returncode}")

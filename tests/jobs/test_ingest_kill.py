@@ -26,7 +26,7 @@ from sqlalchemy import func, select, text
 
 from core.config import PROJECT_ROOT
 from core.ingest.pipeline import walk_files
-from core.models import AuditEntry, Case, Instance, QuarantinedFile
+from core.models import AuditEntry, Case, Instance, JobRun, QuarantinedFile
 from core.runtime import Runtime
 from jobs.ingest import incoming_dir
 from tests.ingest_fixtures import make_study, synth
@@ -34,9 +34,10 @@ from tests.ingest_fixtures import make_study, synth
 FILES = 300
 FILES_PER_SUBJECT = 20
 DEADLINE_SECONDS = 300
-# Each kill waits for a share of the rows, then this long, so that the kills land
-# at different points of a batch: parsing, writing rows, removing inputs.
+# Kill k waits for k fifths of the rows, then this long, so that the kills land at
+# different points of a batch: parsing, writing rows, removing inputs.
 KILL_DELAYS_SECONDS = (0.0, 0.1, 0.25)
+KILL_SHARES = 5
 
 
 def _child_env(runtime: Runtime, **extra: str) -> dict[str, str]:
@@ -101,6 +102,17 @@ def _has_rows(runtime: Runtime, rows: int) -> bool:
     return _count(runtime, Instance) >= rows
 
 
+def _last_scan_id(runtime: Runtime) -> int:
+    """Return the id of the last finished drop folder scan, 0 before the first."""
+    with runtime.sessions() as session:
+        last = session.scalar(
+            select(func.max(JobRun.id)).where(
+                JobRun.job == "ingest_drop_folder", JobRun.finished_at.is_not(None)
+            )
+        )
+    return last or 0
+
+
 def _drop_files(runtime: Runtime) -> set[str]:
     """Write FILES re-tagged files; return their SOPInstanceUIDs."""
     uids = set()
@@ -123,16 +135,21 @@ def test_killed_jobs_ingest_each_file_once(runtime: Runtime) -> None:
 
     process = _start(["jobs", "--no-scp"], env)
     for kill, delay in enumerate(KILL_DELAYS_SECONDS, start=1):
-        rows = FILES * kill // (len(KILL_DELAYS_SECONDS) + 1)
+        rows = FILES * kill // KILL_SHARES
         _wait_for(partial(_has_rows, runtime, rows), process, f"{rows} rows")
         time.sleep(delay)
         _kill_group(process)
         rows_at_kill.append(_count(runtime, Instance))
+        runs_before = _last_scan_id(runtime)
         process = _start(["jobs", "--no-scp"], env)
+    # A finished scan by the last process means it also handles SIGTERM by now.
     _wait_for(
-        lambda: next(walk_files(runtime.settings.drop_dir), None) is None,
+        lambda: (
+            _last_scan_id(runtime) > runs_before
+            and next(walk_files(runtime.settings.drop_dir), None) is None
+        ),
         process,
-        "an empty drop folder",
+        "a finished scan and an empty drop folder",
     )
     process.send_signal(signal.SIGTERM)
     returncode = process.wait(timeout=DEADLINE_SECONDS)
