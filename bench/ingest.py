@@ -361,6 +361,51 @@ def measure_storescp(
 def measure_orthanc(
     files: list[Path], workdir: Path, profile: Path, associations: int
 ) -> float:
+    """Push to Orthanc in a network namespace of its own and return instances/s.
+
+    Orthanc 1.10 has no setting for the address its DICOM server listens on, so it
+    listens on every interface. Inside `unshare --net` loopback is the only one.
+    """
+    spec = workdir / f"orthanc-{associations}.json"
+    spec.write_text(
+        json.dumps(
+            {
+                "files": [str(path) for path in files],
+                "workdir": str(workdir),
+                "profile": str(profile),
+                "associations": associations,
+            }
+        )
+    )
+    command = [sys.executable, str(Path(__file__).resolve()), "--orthanc-run"]
+    result = subprocess.run(
+        ["unshare", "--net", "--", *command, str(spec)],
+        capture_output=True,
+        text=True,
+        timeout=3600,
+    )
+    if result.returncode != 0:
+        raise RuntimeError(f"Orthanc push failed: {result.stderr[-500:]}")
+    return float(result.stdout.split()[-1])
+
+
+def run_orthanc_inside(spec_path: Path) -> int:
+    """Bring loopback up in this fresh namespace, push to Orthanc, print the rate."""
+    spec = json.loads(spec_path.read_text())
+    subprocess.run(["ip", "link", "set", "lo", "up"], check=True)
+    rate = push_to_orthanc(
+        [Path(name) for name in spec["files"]],
+        Path(spec["workdir"]),
+        Path(spec["profile"]),
+        int(spec["associations"]),
+    )
+    print(rate)
+    return 0
+
+
+def push_to_orthanc(
+    files: list[Path], workdir: Path, profile: Path, associations: int
+) -> float:
     port = free_port()
     folder = workdir / f"orthanc-{associations}"
     folder.mkdir()
@@ -392,6 +437,89 @@ def measure_orthanc(
         receiver.terminate()
         receiver.wait(timeout=120)
     return len(files) / elapsed
+
+
+# --- memory ---------------------------------------------------------------------
+
+
+def rss_mib(pid: int) -> float:
+    """Return a process's resident set size in MiB, 0 when it has exited."""
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        return 0.0
+    for line in status.splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
+def descendants(root: int) -> list[int]:
+    """Return the ids of every process below `root`, read from /proc."""
+    parents: dict[int, int] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        parents[int(stat.parent.name)] = int(fields[1])
+    found: list[int] = []
+    frontier = [root]
+    while frontier:
+        parent = frontier.pop()
+        children = [pid for pid, ppid in parents.items() if ppid == parent]
+        found += children
+        frontier += children
+    return found
+
+
+def measure_memory(count: int, workdir: Path) -> int:
+    """Ingest `count` files from a drop folder, printing RSS as the rows go in."""
+    from dataclasses import replace
+
+    from core.ingest import ingest_folder
+    from core.runtime import open_runtime
+
+    data = workdir / "memory-run"
+    started = time.perf_counter()
+    build_corpus(data / "drop", count)
+    print(f"built {count} files in {time.perf_counter() - started:.0f}s")
+    step = max(1, count // 10)
+    done = 0
+    samples: list[tuple[int, float, float]] = []
+
+    def sample(files: int) -> None:
+        nonlocal done
+        before, done = done, done + files
+        if done // step > before // step or done == count:
+            workers = [rss_mib(pid) for pid in descendants(os.getpid())]
+            samples.append((done, rss_mib(os.getpid()), max(workers, default=0.0)))
+            print(
+                f"{done:>7} files: ingest process RSS {samples[-1][1]:.0f} MiB, "
+                f"largest worker {samples[-1][2]:.0f} MiB"
+            )
+
+    with fresh_database() as url:
+        settings = replace(
+            load_settings(),
+            database_url=url,
+            data_dir=data,
+            drop_dir=data / "drop",
+            archive_dir=data / "archive",
+            quarantine_dir=data / "quarantine",
+        )
+        runtime = open_runtime("bench", settings=settings)
+        started = time.perf_counter()
+        report = ingest_folder(runtime, settings.drop_dir, progress=sample)
+        elapsed = time.perf_counter() - started
+        runtime.engine.dispose()
+    first, last = samples[0], samples[-1]
+    print(
+        f"ingested {report.ingested} files in {elapsed:.0f}s ({count / elapsed:.0f}/s);"
+        f" ingest process RSS {first[1]:.0f} MiB after {first[0]} files, "
+        f"{last[1]:.0f} MiB after {last[0]}"
+    )
+    return 0 if report.ingested == count else 1
 
 
 # --- report ---------------------------------------------------------------------
@@ -430,10 +558,21 @@ def main() -> int:
     parser.add_argument("--workdir", type=Path, help="scratch folder (default: temp)")
     parser.add_argument("--skip-orthanc", action="store_true")
     parser.add_argument("--skip-four", action="store_true", help="one association only")
+    parser.add_argument(
+        "--memory",
+        type=int,
+        metavar="FILES",
+        help="only measure the RSS of a drop-folder ingest of this many files",
+    )
+    parser.add_argument("--orthanc-run", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.orthanc_run:
+        return run_orthanc_inside(args.orthanc_run)
     workdir = args.workdir or Path(tempfile.mkdtemp(prefix="imagingops-bench-"))
     workdir.mkdir(parents=True, exist_ok=True)
     try:
+        if args.memory:
+            return measure_memory(args.memory, workdir)
         return run(args, workdir)
     finally:
         if args.workdir is None:
@@ -470,7 +609,9 @@ def run(args: argparse.Namespace, workdir: Path) -> int:
             rate = measure_storescp(files, workdir, profile, associations)
             figures[f"storescp_{associations}"] = rate
             print(f"dcmtk storescp, {associations} association(s): {rate:.0f}/s")
-    if shutil.which("Orthanc") and not args.skip_orthanc:
+    if not shutil.which("Orthanc") or not shutil.which("unshare"):
+        print("Orthanc skipped: needs the Orthanc and unshare commands")
+    elif not args.skip_orthanc:
         for associations in counts:
             rate = measure_orthanc(files, workdir, profile, associations)
             figures[f"orthanc_{associations}"] = rate
