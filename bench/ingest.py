@@ -1,6 +1,7 @@
 """Ingest benchmark: parser limit, drop-folder ingest and C-STORE ingest.
 
     python bench/ingest.py [--files 5000] [--workdir DIR] [--skip-orthanc]
+    python bench/ingest.py --memory 50000
 
 Builds re-tagged copies of real pydicom test files (new UIDs, clinical trial
 attributes), then measures on the same files, in one run:
@@ -10,6 +11,8 @@ attributes), then measures on the same files, in one run:
   (c) C-STORE ingest from dcmtk's storescu into `app.py scp`, over one association
       and over four at once: acknowledged rate and rows-written rate
   and, where installed, the same pushes to dcmtk's storescp and to Orthanc.
+It also prints CPU ms per file of the parse and ingest steps, and the time of
+one durable 40 KB write, which explain the gaps between the rates.
 
 Uses DATABASE_URL's server (a fresh database per measurement) or, unset, the
 embedded server. Needs Debian's dcmtk; Orthanc is optional.
@@ -187,8 +190,63 @@ def count_instances(url: str) -> int:
 # --- (b) drop folder ------------------------------------------------------------
 
 
+def cpu_seconds(pid: int) -> float:
+    """Return a process's user plus system CPU time from /proc, 0 when it is gone."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return 0.0
+    fields = stat.rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def backend_cpu_seconds(url: str) -> float:
+    """Return the CPU time used so far by the server processes serving `url`."""
+    engine = create_engine(url)
+    with engine.connect() as conn:
+        pids = conn.scalars(
+            text(
+                "SELECT pid FROM pg_stat_activity "
+                "WHERE datname = current_database() AND pid <> pg_backend_pid()"
+            )
+        ).all()
+    engine.dispose()
+    return sum(cpu_seconds(pid) for pid in pids)
+
+
+def measure_cpu(files: list[Path], workdir: Path, sample: int = 500) -> None:
+    """Print CPU ms per file, in one process, of bare parsing and of `prepare`.
+
+    CPU time, unlike the rates, changes little when other programs load the
+    machine.
+    """
+    from datetime import UTC, datetime
+
+    from core.ingest.prepare import Arrival, prepare
+
+    chosen = files[:sample]
+    started = time.process_time()
+    for path in chosen:
+        _parse_header(str(path))
+    bare = (time.process_time() - started) / len(chosen) * 1000
+    scratch = workdir / "cpu-run"
+    now = datetime.now(UTC)
+    started = time.process_time()
+    for path in chosen:
+        prepare(Arrival(path, now), scratch / "archive", scratch / "quarantine")
+    full = (time.process_time() - started) / len(chosen) * 1000
+    print(
+        f"CPU per file, one process, {len(chosen)} files: bare parsing {bare:.2f} ms,"
+        f" ingest worker (parse, checks, hash, archive copy) {full:.2f} ms"
+    )
+
+
 def measure_drop_ingest(files: list[Path], workdir: Path) -> tuple[float, int, int]:
-    """Return files/s of drop-folder ingest, rows written and the peak RSS in MiB."""
+    """Return files/s of drop-folder ingest, rows written and the peak RSS in MiB.
+
+    Also prints the CPU ms per file of the ingest process (without its parse
+    workers) and of the PostgreSQL server processes serving it.
+    """
     from dataclasses import replace
 
     from core.ingest import ingest_folder
@@ -210,11 +268,19 @@ def measure_drop_ingest(files: list[Path], workdir: Path) -> tuple[float, int, i
             quarantine_dir=data / "quarantine",
         )
         runtime = open_runtime("bench", settings=settings)
+        backend_before = backend_cpu_seconds(url)
+        cpu_before = time.process_time()
         started = time.perf_counter()
         report = ingest_folder(runtime, drop)
         elapsed = time.perf_counter() - started
+        parent_ms = (time.process_time() - cpu_before) / len(files) * 1000
+        backend_ms = (backend_cpu_seconds(url) - backend_before) / len(files) * 1000
         runtime.engine.dispose()
         rows = count_instances(url)
+    print(
+        f"CPU per file during (b): ingest process {parent_ms:.2f} ms, "
+        f"PostgreSQL server {backend_ms:.2f} ms"
+    )
     peak_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024
     assert report.ingested == len(files), report
     return len(files) / elapsed, rows, peak_mib
@@ -300,6 +366,26 @@ def push(
         if sender.returncode != 0:
             raise RuntimeError(f"storescu failed: {errors.decode()[-500:]}")
     return time.perf_counter() - started
+
+
+def measure_flush(workdir: Path, count: int = 200) -> tuple[float, float]:
+    """Return ms per 40 KB `write_durably` call with and without its two flushes.
+
+    The receiver makes each instance durable this way before it replies Success.
+    """
+    from core.ingest.storage import write_durably
+
+    data = os.urandom(40_000)
+    timings = []
+    for sync in (True, False):
+        folder = workdir / f"flush-{sync}"
+        folder.mkdir(parents=True, exist_ok=True)
+        started = time.perf_counter()
+        for index in range(count):
+            write_durably(folder / f"{index}.dcm", data, sync=sync)
+        timings.append((time.perf_counter() - started) / count * 1000)
+        shutil.rmtree(folder)
+    return timings[0], timings[1]
 
 
 def measure_imagingops_scp(
@@ -549,7 +635,14 @@ def machine() -> dict[str, str]:
     if shutil.which("Orthanc"):
         first = subprocess.run(["Orthanc", "--version"], capture_output=True, text=True)
         versions["orthanc"] = first.stdout.splitlines()[0].split()[-1]
-    return {"nproc": str(os.cpu_count()), "cpu": model, **versions}
+    memory = Path("/proc/meminfo").read_text().split()[1]
+    return {
+        "nproc": str(os.cpu_count()),
+        "cpu": model,
+        "ram_gib": f"{int(memory) / 1024**2:.1f}",
+        "load_average": str(os.getloadavg()),
+        **versions,
+    }
 
 
 def main() -> int:
@@ -591,10 +684,16 @@ def run(args: argparse.Namespace, workdir: Path) -> int:
 
     figures["a_parse"] = rate = measure_parse(files)
     print(f"(a) bare header parsing, {os.cpu_count()} processes: {rate:.0f} files/s")
+    measure_cpu(files, workdir)
     rate, rows, peak = measure_drop_ingest(files, workdir)
     figures["b_drop"] = rate
     print(
         f"(b) drop-folder ingest: {rate:.0f} files/s ({rows} rows, peak RSS {peak} MiB)"
+    )
+    flushed, unflushed = measure_flush(workdir)
+    print(
+        f"write_durably of 40 KB: {flushed:.2f} ms with fdatasync and folder fsync,"
+        f" {unflushed:.2f} ms without"
     )
     for associations in counts:
         acked, stored = measure_imagingops_scp(files, workdir, profile, associations)
@@ -617,6 +716,7 @@ def run(args: argparse.Namespace, workdir: Path) -> int:
             figures[f"orthanc_{associations}"] = rate
             print(f"Orthanc, {associations} association(s): {rate:.0f}/s")
 
+    print(f"load average at the end (1, 5, 15 min): {os.getloadavg()}")
     print(f"ratio (b)/(a): {figures['b_drop'] / figures['a_parse']:.2f}")
     for associations in counts:
         for name in ("storescp", "orthanc"):
