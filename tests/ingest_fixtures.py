@@ -10,7 +10,8 @@ from sqlalchemy.orm import Session, sessionmaker
 from core.dicom_synth import retag
 from core.models import Charter, Site, Sponsor, Study, Timepoint
 
-# pydicom's bundled test files; `get_testdata_file` could download missing ones.
+# pydicom's bundled test files, read in place because `get_testdata_file` may
+# download missing ones.
 TEST_FILES = Path(pydicom.data.__file__).parent / "test_files"
 PROTOCOL = "ONC-301"
 SITE = "S01"
