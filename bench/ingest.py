@@ -1,6 +1,7 @@
 """Ingest benchmark: parser limit, drop-folder ingest and C-STORE ingest.
 
     python bench/ingest.py [--files 5000] [--workdir DIR] [--skip-orthanc]
+    python bench/ingest.py --memory 50000
 
 Builds re-tagged copies of real pydicom test files (new UIDs, clinical trial
 attributes), then measures on the same files, in one run:
@@ -10,6 +11,8 @@ attributes), then measures on the same files, in one run:
   (c) C-STORE ingest from dcmtk's storescu into `app.py scp`, over one association
       and over four at once: acknowledged rate and rows-written rate
   and, where installed, the same pushes to dcmtk's storescp and to Orthanc.
+It also prints CPU ms per file of the parse and ingest steps, and the time of
+one durable 40 KB write, which explain the gaps between the rates.
 
 Uses DATABASE_URL's server (a fresh database per measurement) or, unset, the
 embedded server. Needs Debian's dcmtk; Orthanc is optional.
@@ -38,8 +41,8 @@ PROJECT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(PROJECT))
 
 import pydicom  # noqa: E402
+import pydicom.data  # noqa: E402
 import pynetdicom  # noqa: E402
-from pydicom.data import get_testdata_file  # noqa: E402
 from sqlalchemy import create_engine, text  # noqa: E402
 from sqlalchemy.engine import make_url  # noqa: E402
 
@@ -62,11 +65,13 @@ PROTOCOL = "BENCH-1"
 SITES = ["S01", "S02", "S03", "S04"]
 TIMEPOINTS = ["BL", "W8", "W16"]
 FILES_PER_EXAM = 25
+# pydicom's bundled test files, read in place: `get_testdata_file` may download.
+TEST_FILES = Path(pydicom.data.__file__).parent / "test_files"
 
 
 def _build_one(job: tuple[int, str]) -> tuple[str, str]:
     index, folder = job
-    source = Path(str(get_testdata_file(SOURCES[index % len(SOURCES)])))
+    source = TEST_FILES / SOURCES[index % len(SOURCES)]
     exam = index // FILES_PER_EXAM
     subject = exam // len(TIMEPOINTS)
     dest = Path(folder) / f"{index // 1000:03d}" / f"{index:06d}.dcm"
@@ -185,8 +190,63 @@ def count_instances(url: str) -> int:
 # --- (b) drop folder ------------------------------------------------------------
 
 
+def cpu_seconds(pid: int) -> float:
+    """Return a process's user plus system CPU time from /proc, 0 when it is gone."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return 0.0
+    fields = stat.rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def backend_cpu_seconds(url: str) -> float:
+    """Return the CPU time used so far by the server processes serving `url`."""
+    engine = create_engine(url)
+    with engine.connect() as conn:
+        pids = conn.scalars(
+            text(
+                "SELECT pid FROM pg_stat_activity "
+                "WHERE datname = current_database() AND pid <> pg_backend_pid()"
+            )
+        ).all()
+    engine.dispose()
+    return sum(cpu_seconds(pid) for pid in pids)
+
+
+def measure_cpu(files: list[Path], workdir: Path, sample: int = 500) -> None:
+    """Print CPU ms per file, in one process, of bare parsing and of `prepare`.
+
+    CPU time, unlike the rates, changes little when other programs load the
+    machine.
+    """
+    from datetime import UTC, datetime
+
+    from core.ingest.prepare import Arrival, prepare
+
+    chosen = files[:sample]
+    started = time.process_time()
+    for path in chosen:
+        _parse_header(str(path))
+    bare = (time.process_time() - started) / len(chosen) * 1000
+    scratch = workdir / "cpu-run"
+    now = datetime.now(UTC)
+    started = time.process_time()
+    for path in chosen:
+        prepare(Arrival(path, now), scratch / "archive", scratch / "quarantine")
+    full = (time.process_time() - started) / len(chosen) * 1000
+    print(
+        f"CPU per file, one process, {len(chosen)} files: bare parsing {bare:.2f} ms,"
+        f" ingest worker (parse, checks, hash, archive copy) {full:.2f} ms"
+    )
+
+
 def measure_drop_ingest(files: list[Path], workdir: Path) -> tuple[float, int, int]:
-    """Return files/s of drop-folder ingest, rows written and the peak RSS in MiB."""
+    """Return files/s of drop-folder ingest, rows written and the peak RSS in MiB.
+
+    Also prints the CPU ms per file of the ingest process (without its parse
+    workers) and of the PostgreSQL server processes serving it.
+    """
     from dataclasses import replace
 
     from core.ingest import ingest_folder
@@ -208,11 +268,19 @@ def measure_drop_ingest(files: list[Path], workdir: Path) -> tuple[float, int, i
             quarantine_dir=data / "quarantine",
         )
         runtime = open_runtime("bench", settings=settings)
+        backend_before = backend_cpu_seconds(url)
+        cpu_before = time.process_time()
         started = time.perf_counter()
         report = ingest_folder(runtime, drop)
         elapsed = time.perf_counter() - started
+        parent_ms = (time.process_time() - cpu_before) / len(files) * 1000
+        backend_ms = (backend_cpu_seconds(url) - backend_before) / len(files) * 1000
         runtime.engine.dispose()
         rows = count_instances(url)
+    print(
+        f"CPU per file during (b): ingest process {parent_ms:.2f} ms, "
+        f"PostgreSQL server {backend_ms:.2f} ms"
+    )
     peak_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024
     assert report.ingested == len(files), report
     return len(files) / elapsed, rows, peak_mib
@@ -300,6 +368,26 @@ def push(
     return time.perf_counter() - started
 
 
+def measure_flush(workdir: Path, count: int = 200) -> tuple[float, float]:
+    """Return ms per 40 KB `write_durably` call with and without its two flushes.
+
+    The receiver makes each instance durable this way before it replies Success.
+    """
+    from core.ingest.storage import write_durably
+
+    data = os.urandom(40_000)
+    timings = []
+    for sync in (True, False):
+        folder = workdir / f"flush-{sync}"
+        folder.mkdir(parents=True, exist_ok=True)
+        started = time.perf_counter()
+        for index in range(count):
+            write_durably(folder / f"{index}.dcm", data, sync=sync)
+        timings.append((time.perf_counter() - started) / count * 1000)
+        shutil.rmtree(folder)
+    return timings[0], timings[1]
+
+
 def measure_imagingops_scp(
     files: list[Path], workdir: Path, profile: Path, associations: int
 ) -> tuple[float, float]:
@@ -359,6 +447,51 @@ def measure_storescp(
 def measure_orthanc(
     files: list[Path], workdir: Path, profile: Path, associations: int
 ) -> float:
+    """Push to Orthanc in a network namespace of its own and return instances/s.
+
+    Orthanc 1.10 has no setting for the address its DICOM server listens on, so it
+    listens on every interface. Inside `unshare --net` loopback is the only one.
+    """
+    spec = workdir / f"orthanc-{associations}.json"
+    spec.write_text(
+        json.dumps(
+            {
+                "files": [str(path) for path in files],
+                "workdir": str(workdir),
+                "profile": str(profile),
+                "associations": associations,
+            }
+        )
+    )
+    command = [sys.executable, str(Path(__file__).resolve()), "--orthanc-run"]
+    result = subprocess.run(
+        ["unshare", "--net", "--", *command, str(spec)],
+        capture_output=True,
+        text=True,
+        timeout=3600,
+    )
+    if result.returncode != 0:
+        raise RuntimeError(f"Orthanc push failed: {result.stderr[-500:]}")
+    return float(result.stdout.split()[-1])
+
+
+def run_orthanc_inside(spec_path: Path) -> int:
+    """Bring loopback up in this fresh namespace, push to Orthanc, print the rate."""
+    spec = json.loads(spec_path.read_text())
+    subprocess.run(["ip", "link", "set", "lo", "up"], check=True)
+    rate = push_to_orthanc(
+        [Path(name) for name in spec["files"]],
+        Path(spec["workdir"]),
+        Path(spec["profile"]),
+        int(spec["associations"]),
+    )
+    print(rate)
+    return 0
+
+
+def push_to_orthanc(
+    files: list[Path], workdir: Path, profile: Path, associations: int
+) -> float:
     port = free_port()
     folder = workdir / f"orthanc-{associations}"
     folder.mkdir()
@@ -392,6 +525,89 @@ def measure_orthanc(
     return len(files) / elapsed
 
 
+# --- memory ---------------------------------------------------------------------
+
+
+def rss_mib(pid: int) -> float:
+    """Return a process's resident set size in MiB, 0 when it has exited."""
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        return 0.0
+    for line in status.splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
+def descendants(root: int) -> list[int]:
+    """Return the ids of every process below `root`, read from /proc."""
+    parents: dict[int, int] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        parents[int(stat.parent.name)] = int(fields[1])
+    found: list[int] = []
+    frontier = [root]
+    while frontier:
+        parent = frontier.pop()
+        children = [pid for pid, ppid in parents.items() if ppid == parent]
+        found += children
+        frontier += children
+    return found
+
+
+def measure_memory(count: int, workdir: Path) -> int:
+    """Ingest `count` files from a drop folder, printing RSS as the rows go in."""
+    from dataclasses import replace
+
+    from core.ingest import ingest_folder
+    from core.runtime import open_runtime
+
+    data = workdir / "memory-run"
+    started = time.perf_counter()
+    build_corpus(data / "drop", count)
+    print(f"built {count} files in {time.perf_counter() - started:.0f}s")
+    step = max(1, count // 10)
+    done = 0
+    samples: list[tuple[int, float, float]] = []
+
+    def sample(files: int) -> None:
+        nonlocal done
+        before, done = done, done + files
+        if done // step > before // step or done == count:
+            workers = [rss_mib(pid) for pid in descendants(os.getpid())]
+            samples.append((done, rss_mib(os.getpid()), max(workers, default=0.0)))
+            print(
+                f"{done:>7} files: ingest process RSS {samples[-1][1]:.0f} MiB, "
+                f"largest worker {samples[-1][2]:.0f} MiB"
+            )
+
+    with fresh_database() as url:
+        settings = replace(
+            load_settings(),
+            database_url=url,
+            data_dir=data,
+            drop_dir=data / "drop",
+            archive_dir=data / "archive",
+            quarantine_dir=data / "quarantine",
+        )
+        runtime = open_runtime("bench", settings=settings)
+        started = time.perf_counter()
+        report = ingest_folder(runtime, settings.drop_dir, progress=sample)
+        elapsed = time.perf_counter() - started
+        runtime.engine.dispose()
+    first, last = samples[0], samples[-1]
+    print(
+        f"ingested {report.ingested} files in {elapsed:.0f}s ({count / elapsed:.0f}/s);"
+        f" ingest process RSS {first[1]:.0f} MiB after {first[0]} files, "
+        f"{last[1]:.0f} MiB after {last[0]}"
+    )
+    return 0 if report.ingested == count else 1
+
+
 # --- report ---------------------------------------------------------------------
 
 
@@ -419,7 +635,14 @@ def machine() -> dict[str, str]:
     if shutil.which("Orthanc"):
         first = subprocess.run(["Orthanc", "--version"], capture_output=True, text=True)
         versions["orthanc"] = first.stdout.splitlines()[0].split()[-1]
-    return {"nproc": str(os.cpu_count()), "cpu": model, **versions}
+    memory = Path("/proc/meminfo").read_text().split()[1]
+    return {
+        "nproc": str(os.cpu_count()),
+        "cpu": model,
+        "ram_gib": f"{int(memory) / 1024**2:.1f}",
+        "load_average": str(os.getloadavg()),
+        **versions,
+    }
 
 
 def main() -> int:
@@ -428,10 +651,21 @@ def main() -> int:
     parser.add_argument("--workdir", type=Path, help="scratch folder (default: temp)")
     parser.add_argument("--skip-orthanc", action="store_true")
     parser.add_argument("--skip-four", action="store_true", help="one association only")
+    parser.add_argument(
+        "--memory",
+        type=int,
+        metavar="FILES",
+        help="only measure the RSS of a drop-folder ingest of this many files",
+    )
+    parser.add_argument("--orthanc-run", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.orthanc_run:
+        return run_orthanc_inside(args.orthanc_run)
     workdir = args.workdir or Path(tempfile.mkdtemp(prefix="imagingops-bench-"))
     workdir.mkdir(parents=True, exist_ok=True)
     try:
+        if args.memory:
+            return measure_memory(args.memory, workdir)
         return run(args, workdir)
     finally:
         if args.workdir is None:
@@ -450,10 +684,16 @@ def run(args: argparse.Namespace, workdir: Path) -> int:
 
     figures["a_parse"] = rate = measure_parse(files)
     print(f"(a) bare header parsing, {os.cpu_count()} processes: {rate:.0f} files/s")
+    measure_cpu(files, workdir)
     rate, rows, peak = measure_drop_ingest(files, workdir)
     figures["b_drop"] = rate
     print(
         f"(b) drop-folder ingest: {rate:.0f} files/s ({rows} rows, peak RSS {peak} MiB)"
+    )
+    flushed, unflushed = measure_flush(workdir)
+    print(
+        f"write_durably of 40 KB: {flushed:.2f} ms with fdatasync and folder fsync,"
+        f" {unflushed:.2f} ms without"
     )
     for associations in counts:
         acked, stored = measure_imagingops_scp(files, workdir, profile, associations)
@@ -468,12 +708,15 @@ def run(args: argparse.Namespace, workdir: Path) -> int:
             rate = measure_storescp(files, workdir, profile, associations)
             figures[f"storescp_{associations}"] = rate
             print(f"dcmtk storescp, {associations} association(s): {rate:.0f}/s")
-    if shutil.which("Orthanc") and not args.skip_orthanc:
+    if not shutil.which("Orthanc") or not shutil.which("unshare"):
+        print("Orthanc skipped: needs the Orthanc and unshare commands")
+    elif not args.skip_orthanc:
         for associations in counts:
             rate = measure_orthanc(files, workdir, profile, associations)
             figures[f"orthanc_{associations}"] = rate
             print(f"Orthanc, {associations} association(s): {rate:.0f}/s")
 
+    print(f"load average at the end (1, 5, 15 min): {os.getloadavg()}")
     print(f"ratio (b)/(a): {figures['b_drop'] / figures['a_parse']:.2f}")
     for associations in counts:
         for name in ("storescp", "orthanc"):

@@ -4,21 +4,24 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pydicom.data import get_testdata_file
+import pydicom.data
 from sqlalchemy.orm import Session, sessionmaker
 
 from core.dicom_synth import retag
 from core.models import Charter, Site, Sponsor, Study, Timepoint
 
+# pydicom's bundled test files, read in place because `get_testdata_file` may
+# download missing ones.
+TEST_FILES = Path(pydicom.data.__file__).parent / "test_files"
 PROTOCOL = "ONC-301"
 SITE = "S01"
 SLA_HOURS = 240
 
 
 def pydicom_file(name: str) -> Path:
-    path = get_testdata_file(name)
-    assert path is not None, name
-    return Path(str(path))
+    path = TEST_FILES / name
+    assert path.is_file(), f"{name} is not in {TEST_FILES}"
+    return path
 
 
 def make_study(sessions: sessionmaker[Session]) -> int:

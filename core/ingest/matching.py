@@ -45,6 +45,7 @@ class Matcher:
     _subjects: dict[tuple[int, str], Subject | None] = field(default_factory=dict)
     _timepoints: dict[tuple[int, str], Timepoint | None] = field(default_factory=dict)
     _cases: dict[tuple[int, int], int] = field(default_factory=dict)
+    _sla_hours: dict[int, float | None] = field(default_factory=dict)
 
     def match(self, trial: TrialIds, received_at: datetime) -> Match:
         """Return the instance's case, creating the subject or case when new."""
@@ -240,6 +241,12 @@ class Matcher:
 
     def _due_at(self, study: Study, received_at: datetime) -> datetime | None:
         """Return arrival + the charter's `sla.total_hours`, when the charter has it."""
+        if study.id not in self._sla_hours:
+            self._sla_hours[study.id] = self._total_hours(study)
+        hours = self._sla_hours[study.id]
+        return None if hours is None else received_at + timedelta(hours=hours)
+
+    def _total_hours(self, study: Study) -> float | None:
         if study.charter_version is None:
             return None
         document = self.session.scalar(
@@ -250,7 +257,7 @@ class Matcher:
         hours = (document or {}).get("sla", {}).get("total_hours")
         if not isinstance(hours, int | float) or isinstance(hours, bool):
             return None
-        return received_at + timedelta(hours=hours)
+        return float(hours)
 
     def touched_case_ids(self) -> list[int]:
         return sorted(set(self._cases.values()))

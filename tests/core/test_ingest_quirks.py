@@ -139,16 +139,17 @@ def test_invalid_dates_never_start_a_clock(runtime: Runtime) -> None:
 def test_decimal_comma_is_read_leniently(runtime: Runtime) -> None:
     path = synth(runtime.settings.drop_dir / "a.dcm")
     ds = pydicom.dcmread(path)
-    ds.SliceThickness = "7.25"
+    ds.SliceThickness = "9.875"
     ds.save_as(path)
-    # pydicom refuses to write "7,25", so the comma goes into the bytes directly.
+    # pydicom refuses to write "2,5", so the comma goes into the bytes directly,
+    # space-padded to the placeholder's even length.
     content = path.read_bytes()
-    assert content.count(b"7.25") == 1
-    path.write_bytes(content.replace(b"7.25", b"7,25"))
+    assert content.count(b"9.875 ") == 1
+    path.write_bytes(content.replace(b"9.875 ", b"2,5   "))
 
     ingest_folder(runtime, runtime.settings.drop_dir)
 
-    assert _instance(runtime, ds.SOPInstanceUID).slice_thickness_mm == 7.25
+    assert _instance(runtime, ds.SOPInstanceUID).slice_thickness_mm == 2.5
     assert _findings(runtime, ds.SOPInstanceUID)["number_lenient"] == ["SliceThickness"]
 
 

@@ -117,10 +117,10 @@ def test_scp_failed_write_leaves_nothing(
 ) -> None:
     ds = pydicom.dcmread(synth(tmp_path / "a.dcm"))
 
-    def failing_fsync(descriptor: int) -> None:
+    def failing_sync(descriptor: int) -> None:
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr("core.ingest.storage.os.fsync", failing_fsync)
+    monkeypatch.setattr("core.ingest.storage.os.fdatasync", failing_sync)
     statuses = _send(scp, [ds])
     monkeypatch.undo()
     handled = recover_archive(runtime)
