@@ -63,17 +63,17 @@ def layout(**_: Any) -> html.Div:
             ui.refresh_interval("qc-interval"),
             dcc.Store(id="qc-marker"),
             html.H3("Cases waiting for review (oldest first)"),
-            ui.grid("qc-queue", QUEUE_COLUMNS, height=300),
+            ui.grid("qc-queue", ui.fit_columns(QUEUE_COLUMNS), height=300),
             html.H3("Review a case"),
             html.Div(
                 dcc.Dropdown(id="qc-case", placeholder="Choose a case from the queue"),
                 className="controls",
             ),
             html.Div(id="qc-case-summary"),
-            ui.grid("qc-checks", CHECK_COLUMNS, height=260),
+            ui.grid("qc-checks", ui.fit_columns(CHECK_COLUMNS), height=340),
             _decision_form(),
             html.H3("Open queries"),
-            ui.grid("qc-queries", QUERY_COLUMNS, height=260),
+            ui.grid("qc-queries", ui.fit_columns(QUERY_COLUMNS), height=260),
             _resolve_form(),
             html.H3("QC first-pass rate"),
             html.P(
@@ -81,7 +81,7 @@ def layout(**_: Any) -> html.Div:
                 "passed first time when it never had a query.",
                 className="method",
             ),
-            ui.grid("qc-first-pass", FIRST_PASS_COLUMNS, height=300),
+            ui.grid("qc-first-pass", ui.fit_columns(FIRST_PASS_COLUMNS), height=300),
         ]
     )
 
@@ -94,7 +94,7 @@ def _decision_form() -> html.Div:
                     dcc.Input(
                         id="qc-override-reason",
                         placeholder="Reason (needed to pass over blocking failures)",
-                        style={"minWidth": "360px"},
+                        style={"width": "400px"},
                     ),
                     html.Button("Pass", id="qc-pass", n_clicks=0),
                 ],
@@ -106,7 +106,7 @@ def _decision_form() -> html.Div:
                     dcc.Input(
                         id="qc-fail-note",
                         placeholder="Note to the site",
-                        style={"minWidth": "360px"},
+                        style={"width": "400px"},
                     ),
                     html.Button("Fail and open query", id="qc-fail", n_clicks=0),
                 ],
@@ -120,11 +120,16 @@ def _decision_form() -> html.Div:
 def _resolve_form() -> html.Div:
     return html.Div(
         [
-            dcc.Input(id="qc-query-id", type="number", placeholder="Query id"),
+            dcc.Input(
+                id="qc-query-id",
+                type="number",
+                placeholder="Query id",
+                style={"width": "140px"},
+            ),
             dcc.Input(
                 id="qc-resolution",
                 placeholder="Resolution (required)",
-                style={"minWidth": "360px"},
+                style={"width": "400px"},
             ),
             html.Button("Resolve", id="qc-resolve", n_clicks=0),
             html.Span(id="qc-resolve-message", role="status"),

@@ -57,7 +57,7 @@ def layout(**_: Any) -> html.Div:
             ui.refresh_interval("reads-interval"),
             dcc.Store(id="reads-marker"),
             html.H3("Open reads (work order: urgent, then baseline, then due time)"),
-            ui.grid("reads-worklist", WORKLIST_COLUMNS, height=280),
+            ui.grid("reads-worklist", ui.fit_columns(WORKLIST_COLUMNS), height=280),
             html.Div(
                 dcc.Dropdown(id="reads-select", placeholder="Open a read"),
                 className="controls",
@@ -73,9 +73,20 @@ def _target_row(row: int) -> html.Tr:
     return html.Tr(
         [
             html.Td(str(row)),
-            html.Td(dcc.Input(id=form.field_id(row, "site"), placeholder="Site")),
             html.Td(
-                dcc.Input(id=form.field_id(row, "mm"), type="number", placeholder="mm")
+                dcc.Input(
+                    id=form.field_id(row, "site"),
+                    placeholder="Site, e.g. liver segment 4",
+                    style={"width": "260px"},
+                )
+            ),
+            html.Td(
+                dcc.Input(
+                    id=form.field_id(row, "mm"),
+                    type="number",
+                    placeholder="mm",
+                    style={"width": "120px"},
+                )
             ),
             html.Td(
                 dcc.Checklist(
@@ -130,6 +141,7 @@ def _entry_form() -> list[Any]:
                     type="password",
                     placeholder="Re-enter your password",
                     autoComplete="current-password",
+                    style={"width": "300px"},
                 ),
                 html.Button("Sign and lock", id="reads-sign", n_clicks=0),
             ],
@@ -149,7 +161,7 @@ def _adjudication_form() -> list[Any]:
                 dcc.Input(
                     id="reads-adjudication-reason",
                     placeholder="Reason for the choice (required)",
-                    style={"minWidth": "360px"},
+                    style={"width": "400px"},
                 ),
             ],
             className="controls",
@@ -162,6 +174,7 @@ def _adjudication_form() -> list[Any]:
                     type="password",
                     placeholder="Re-enter your password",
                     autoComplete="current-password",
+                    style={"width": "300px"},
                 ),
                 html.Button("Choose and sign", id="reads-adjudicate", n_clicks=0),
             ],
@@ -190,9 +203,11 @@ def refresh_marker(_: int, previous: str | None) -> Any:
     Input("reads-save-message", "children"),
     Input("reads-sign-message", "children"),
     Input("reads-adjudication-message", "children"),
+    State("reads-select", "value"),
     roles=ROLES,
 )
-def update_worklist(*_: Any) -> tuple[Any, ...]:
+def update_worklist(*args: Any) -> tuple[Any, ...]:
+    selected = args[-1]
     with read_session() as session:
         rows = reads.worklist(session, current_user().id)
     for row in rows:
@@ -208,7 +223,27 @@ def update_worklist(*_: Any) -> tuple[Any, ...]:
         }
         for row in rows
     ]
+    if selected is not None and all(row["read_id"] != selected for row in rows):
+        options += _closed_read_option(int(selected))
     return rows, options
+
+
+def _closed_read_option(read_id: int) -> list[dict[str, Any]]:
+    """Keep a read that left the worklist (it was just signed) open in the form.
+
+    The dropdown drops a value missing from its options, which would hide the
+    signature that was just recorded.
+    """
+    with read_session() as session:
+        try:
+            view = reads.read_view(session, read_id, user_id=current_user().id)
+        except (PermissionError, LookupError):
+            return []
+    label = (
+        f"Read {read_id}: {view['subject_code']} {view['timepoint']}, "
+        f"{KIND_LABELS.get(view['kind'], '')} ({view['state']})"
+    )
+    return [{"label": label, "value": read_id}]
 
 
 def _load_view(read_id: int) -> dict[str, Any]:
@@ -259,20 +294,30 @@ def _response_text(view: dict[str, Any]) -> str:
 
 @secure_callback(
     Output("reads-summary", "children"),
+    Input("reads-select", "value"),
+    Input("reads-save-message", "children"),
+    Input("reads-sign-message", "children"),
+    Input("reads-adjudication-message", "children"),
+    roles=ROLES,
+)
+def show_summary(read_id: Any, *_: Any) -> Any:
+    if read_id is None:
+        return "Choose a read to open it."
+    return _summary(_load_view(int(read_id)))
+
+
+@secure_callback(
     Output("reads-entry", "style"),
     Output("reads-adjudication", "style"),
     Output("reads-candidates", "children"),
     Output("reads-choice", "options"),
     *(Output(component, prop) for component, prop in form.FORM_FIELDS),
     Input("reads-select", "value"),
-    Input("reads-sign-message", "children"),
-    Input("reads-adjudication-message", "children"),
     roles=ROLES,
 )
-def open_read(read_id: Any, *_: Any) -> tuple[Any, ...]:
+def open_read(read_id: Any) -> tuple[Any, ...]:
     if read_id is None:
-        empty = form.form_values(None)
-        return ("Choose a read to open it.", HIDDEN, HIDDEN, [], [], *empty)
+        return (HIDDEN, HIDDEN, [], [], *form.form_values(None))
     view = _load_view(int(read_id))
     values = form.form_values(view["assessment"])
     if view["kind"] == "adjudication":
@@ -282,8 +327,8 @@ def open_read(read_id: Any, *_: Any) -> tuple[Any, ...]:
             for c in candidates
         ]
         panels = [_candidate_panel(c) for c in candidates]
-        return (_summary(view), HIDDEN, SHOWN, panels, options, *values)
-    return (_summary(view), SHOWN, HIDDEN, [], [], *values)
+        return (HIDDEN, SHOWN, panels, options, *values)
+    return (SHOWN, HIDDEN, [], [], *values)
 
 
 def _candidate_panel(candidate: dict[str, Any]) -> html.Div:

@@ -43,7 +43,6 @@ def _audit_max(sessions: sessionmaker[Session]) -> int:
 
 def _open_read_body(read_id: int) -> dict[str, Any]:
     outputs: list[tuple[object, str]] = [
-        ("reads-summary", "children"),
         ("reads-entry", "style"),
         ("reads-adjudication", "style"),
         ("reads-candidates", "children"),
@@ -52,11 +51,7 @@ def _open_read_body(read_id: int) -> dict[str, Any]:
     outputs += list(FORM_FIELDS)
     return callback_body(
         outputs,
-        [
-            ("reads-select", "value", read_id),
-            ("reads-sign-message", "children", None),
-            ("reads-adjudication-message", "children", None),
-        ],
+        [("reads-select", "value", read_id)],
     )
 
 
@@ -164,6 +159,7 @@ def test_worklist_shows_only_own_reads(
                 "reads-adjudication-message",
             )
         ],
+        [("reads-select", "value", None)],
     )
     response = _post(alice, body)
     assert response.status_code == 200
