@@ -157,7 +157,10 @@ def fail_case(
     """
     _case_in_scope(session, scope, case_id)
     if reason_code == "other" and not note.strip():
-        raise WorkflowError("describe the problem in the note when the reason is other")
+        raise WorkflowError(
+            f"the note is missing for reason 'other' on case {case_id}; "
+            "describe the problem for the site"
+        )
     return qc.fail_case(
         session, case_id, actor=scope.username, reason_code=reason_code, text=note
     )

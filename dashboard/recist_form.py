@@ -2,7 +2,7 @@
 
 The form has `TARGET_ROWS` rows, one per possible target lesion (RECIST 1.1 allows
 at most five). `assessment_from_form` checks what the browser sent and names the
-first invalid field in the form's own words, before `core.recist` sees it.
+first invalid field in the form's own words, before `core.recist` parses it.
 """
 
 from __future__ import annotations
@@ -56,7 +56,7 @@ class FormError(ValueError):
 
 @dataclass(frozen=True)
 class TargetRow:
-    """What one target lesion row of the form holds."""
+    """One target lesion row of the form, as the browser sent it."""
 
     site: str | None
     diameter_mm: Any

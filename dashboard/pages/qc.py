@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from datetime import UTC, datetime
 from typing import Any
 
@@ -14,6 +15,8 @@ from core.qc_review import QC_ROLES
 from dashboard import components as ui
 from dashboard.access import secure_callback
 from dashboard.context import current_scope, local_time, read_session, runtime
+
+log = logging.getLogger(__name__)
 
 dash.register_page(__name__, path="/qc", name="QC review", order=3, roles=QC_ROLES)
 
@@ -256,6 +259,7 @@ def decide(
                     session, scope, int(case_id), str(reason_code), note or ""
                 )
     except (WorkflowError, LookupError) as exc:
+        log.info("QC decision on case %s rejected: %s", case_id, exc)
         return f"Case {int(case_id)} not changed: {exc}."
     if clicked == "qc-pass":
         return f"Case {int(case_id)} passed QC; created {len(read_ids)} read tasks."
@@ -281,5 +285,6 @@ def resolve(clicks: int, query_id: Any, resolution: str | None) -> str:
                 session, current_scope(), int(query_id), resolution or ""
             )
     except (WorkflowError, LookupError) as exc:
+        log.info("Query %s not resolved: %s", query_id, exc)
         return f"Query {int(query_id)} not resolved: {exc}."
     return f"Query {int(query_id)} resolved; its case is back in received."

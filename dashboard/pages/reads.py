@@ -3,7 +3,7 @@
 Blinding is enforced in `core.reads`: the worklist holds only the logged-in reader's
 reads, and `read_view` raises for a read assigned to anyone else, which this page
 turns into a 403 with no data. Nothing here shows the other read of a case, the
-treatment arm or another site's reads; an adjudicator sees the two primary
+treatment arm or another site's reads. An adjudicator gets the two primary
 assessments as "A" and "B" without reader names.
 """
 
@@ -247,9 +247,10 @@ def _closed_read_option(read_id: int) -> list[dict[str, Any]]:
 
 
 def _load_view(read_id: int) -> dict[str, Any]:
-    """Return the reader's view of a read; a read of anyone else is a 403.
+    """Return the reader's view of a read, or raise AccessDenied (a 403).
 
-    A missing read is a 403 too, so a forged request cannot tell which ids exist.
+    A read assigned to anyone else and a missing read both raise, so a forged
+    request can neither see another read nor probe which read ids exist.
     """
     with read_session() as session:
         try:
@@ -392,6 +393,7 @@ def save(clicks: int, read_id: Any, *values: Any) -> str:
     except PermissionError as exc:
         raise AccessDenied(str(exc)) from None
     except (recist.AssessmentError, WorkflowError, LookupError) as exc:
+        log.info("Assessment of read %s not saved: %s", read_id, exc)
         return f"Not saved: {exc}."
     view = _load_view(int(read_id))
     return f"Saved. {_response_text(view)}."
@@ -419,11 +421,16 @@ def sign(clicks: int, read_id: Any, password: str | None) -> tuple[str, str]:
                 session, int(read_id), user_id=user.id, password=password
             )
     except reads.SignatureError:
-        log.warning("Signature of read %s by %s rejected", read_id, user.username)
+        log.warning(
+            "Signature of read %s by %s rejected: password mismatch",
+            read_id,
+            user.username,
+        )
         return "Not signed: the password does not match.", ""
     except PermissionError as exc:
         raise AccessDenied(str(exc)) from None
     except (WorkflowError, LookupError) as exc:
+        log.info("Read %s not signed: %s", read_id, exc)
         return f"Not signed: {exc}.", ""
     return f"Signed read {result.read_id}; the case is now {result.case_state}.", ""
 
@@ -467,10 +474,15 @@ def adjudicate(
                 reason=reason or "",
             )
     except reads.SignatureError:
-        log.warning("Adjudication of read %s by %s rejected", read_id, user.username)
+        log.warning(
+            "Adjudication of read %s by %s rejected: password mismatch",
+            read_id,
+            user.username,
+        )
         return "Not signed: the password does not match.", ""
     except PermissionError as exc:
         raise AccessDenied(str(exc)) from None
     except (WorkflowError, LookupError) as exc:
+        log.info("Adjudication read %s not signed: %s", read_id, exc)
         return f"Not signed: {exc}.", ""
     return f"Adjudicated read {int(read_id)}; the case is done.", ""

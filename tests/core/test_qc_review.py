@@ -79,7 +79,7 @@ def test_queue_is_scoped_and_oldest_first(
         series=ONC_214_BASELINE,
     )
     with sessions() as session:
-        # The auto-QC run sets state_changed_at; order by arrival instead here.
+        # Auto QC stamps every case with the same instant, so spread them out by hand.
         for case_id, hours in ((newer, 1), (older, 9), (other, 20)):
             case = session.get(Case, case_id)
             assert case is not None
@@ -116,10 +116,12 @@ def test_case_checks_show_failures_and_findings(
             )
         )
         assert qc.auto_qc_case(session, case_id)
+
     with sessions() as session:
         checks = qc_review.case_checks(session, _reviewer(studies.a), case_id)
         queue = qc_review.review_queue(session, _reviewer(studies.a))
         reasons = qc_review.failure_reasons(session, _reviewer(studies.a), case_id)
+
     by_name = {row["check"]: row for row in checks}
     assert by_name["slice_thickness"]["passed"] is False
     assert by_name["slice_thickness"]["detail"] == "slices up to 7.0 mm; maximum 5.0 mm"
@@ -166,7 +168,7 @@ def test_fail_other_needs_note_then_resolve(
 ) -> None:
     case_id = _in_qc(sessions, studies.a, "301-0001", received_at=datetime.now(UTC))
     scope = _reviewer(studies.a)
-    with pytest.raises(WorkflowError, match="describe the problem in the note"):
+    with pytest.raises(WorkflowError, match="the note is missing for reason 'other'"):
         with sessions.begin() as session:
             qc_review.fail_case(session, scope, case_id, "other", "  ")
     with sessions.begin() as session:

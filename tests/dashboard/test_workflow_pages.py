@@ -396,7 +396,7 @@ def test_qc_fail_opens_query_and_resolve_closes_it(
     without_note = _post(
         reviewer, _decide_body(reading.w8_case, "qc-fail", reason="other")
     )
-    assert "describe the problem in the note" in _message(
+    assert "the note is missing for reason 'other'" in _message(
         without_note, "qc-decision-message"
     )
     failed = _post(
