@@ -295,16 +295,22 @@ def _response_text(view: dict[str, Any]) -> str:
 
 @secure_callback(
     Output("reads-summary", "children"),
+    Output("reads-save", "disabled"),
+    Output("reads-sign", "disabled"),
+    Output("reads-adjudicate", "disabled"),
     Input("reads-select", "value"),
     Input("reads-save-message", "children"),
     Input("reads-sign-message", "children"),
     Input("reads-adjudication-message", "children"),
     roles=ROLES,
 )
-def show_summary(read_id: Any, *_: Any) -> Any:
+def show_summary(read_id: Any, *_: Any) -> tuple[Any, ...]:
     if read_id is None:
-        return "Choose a read to open it."
-    return _summary(_load_view(int(read_id)))
+        return "Choose a read to open it.", True, True, True
+    view = _load_view(int(read_id))
+    # A signed read is locked; the core rejects changes to it in any case.
+    locked = view["state"] not in reads.OPEN_READ_STATES
+    return _summary(view), locked, locked, locked
 
 
 @secure_callback(
