@@ -20,14 +20,24 @@ log = logging.getLogger(__name__)
 
 dash.register_page(__name__, path="/qc", name="QC review", order=3, roles=QC_ROLES)
 
+
+# Ids read better without the thousands separator of `ui.number_column`.
+def _id_column(field: str, header: str) -> dict[str, Any]:
+    return ui.column(field, header, type="numericColumn", width=100)
+
+
+def _time_column(field: str, header: str) -> dict[str, Any]:
+    return ui.column(field, header, width=190)
+
+
 QUEUE_COLUMNS = [
-    ui.number_column("case_id", "Case", width=100),
+    _id_column("case_id", "Case"),
     ui.column("protocol_id", "Study"),
     ui.column("site_code", "Site"),
     ui.column("subject_code", "Subject"),
     ui.column("timepoint", "Timepoint"),
-    ui.column("waiting_since", "In QC since"),
-    ui.column("due", "Case due"),
+    _time_column("waiting_since", "In QC since"),
+    _time_column("due", "Case due"),
     ui.number_column("failed_checks", "Failed checks"),
     ui.column("blocking_failures", "Blocking failures", flex=2),
 ]
@@ -38,16 +48,16 @@ CHECK_COLUMNS = [
     ui.column("detail", "Detail", flex=2, wrapText=True, autoHeight=True),
 ]
 QUERY_COLUMNS = [
-    ui.number_column("query_id", "Query", width=100),
-    ui.number_column("case_id", "Case", width=100),
+    _id_column("query_id", "Query"),
+    _id_column("case_id", "Case"),
     ui.column("protocol_id", "Study"),
     ui.column("site_code", "Site"),
     ui.column("subject_code", "Subject"),
     ui.column("timepoint", "Timepoint"),
     ui.column("reason_code", "Reason"),
     ui.column("text", "Note", flex=2, wrapText=True, autoHeight=True),
-    ui.column("opened", "Opened"),
-    ui.number_column("age_hours", "Age (h)", 1),
+    _time_column("opened", "Opened"),
+    ui.number_column("age_days", "Age (d)", 1),
 ]
 FIRST_PASS_COLUMNS = [
     ui.column("protocol_id", "Study"),
@@ -69,7 +79,11 @@ def layout(**_: Any) -> html.Div:
             ui.grid("qc-queue", ui.fit_columns(QUEUE_COLUMNS), height=300),
             html.H3("Review a case"),
             html.Div(
-                dcc.Dropdown(id="qc-case", placeholder="Choose a case from the queue"),
+                dcc.Dropdown(
+                    id="qc-case",
+                    placeholder="Choose a case from the queue",
+                    style={"width": "560px"},
+                ),
                 className="controls",
             ),
             html.Div(id="qc-case-summary"),
@@ -181,6 +195,7 @@ def update_lists(*_: Any) -> tuple[Any, ...]:
     ]
     for row in queries:
         row["opened"] = local_time(row.pop("opened_at"))
+        row["age_days"] = row.pop("age_hours") / 24
     for row in rates:
         row["site"] = row.pop("site_code") or "All sites"
     return queue, options, queries, rates

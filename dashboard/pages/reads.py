@@ -38,14 +38,14 @@ SHOWN: dict[str, str] = {}
 dash.register_page(__name__, path="/reads", name="My reads", order=4, roles=ROLES)
 
 WORKLIST_COLUMNS = [
-    ui.number_column("read_id", "Read", width=100),
+    ui.column("read_id", "Read", type="numericColumn", width=100),
     ui.column("protocol_id", "Study"),
     ui.column("subject_code", "Subject"),
     ui.column("timepoint", "Timepoint"),
-    ui.column("task", "Task"),
+    ui.column("task", "Task", width=190),
     ui.column("state", "State"),
     ui.column("urgent", "Urgent", width=100),
-    ui.column("due", "Due"),
+    ui.column("due", "Due", width=250),
     ui.column("response", "Saved response"),
 ]
 
@@ -59,7 +59,11 @@ def layout(**_: Any) -> html.Div:
             html.H3("Open reads (work order: urgent, then baseline, then due time)"),
             ui.grid("reads-worklist", ui.fit_columns(WORKLIST_COLUMNS), height=280),
             html.Div(
-                dcc.Dropdown(id="reads-select", placeholder="Open a read"),
+                dcc.Dropdown(
+                    id="reads-select",
+                    placeholder="Open a read",
+                    style={"width": "560px"},
+                ),
                 className="controls",
             ),
             html.Div(id="reads-summary", className="method"),
