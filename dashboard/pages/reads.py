@@ -259,9 +259,7 @@ def _load_view(read_id: int) -> dict[str, Any]:
     with read_session() as session:
         try:
             return reads.read_view(session, read_id, user_id=current_user().id)
-        except PermissionError as exc:
-            raise AccessDenied(str(exc)) from None
-        except LookupError as exc:
+        except (PermissionError, LookupError) as exc:
             raise AccessDenied(str(exc)) from None
 
 

@@ -20,7 +20,7 @@ def test_demo_users_reach_qc_and_reads(
     with sessions.begin() as session:
         study_ids = demo.load_charters(session)
         reader_ids = demo.create_users(session, study_ids, passwords)
-        # reader01 trains on the studies after the first in the demo's list.
+        # reader01 trains on the second, third and fourth demo studies.
         protocol = demo.DEMO_STUDIES[1].protocol_id
         document = charter.get_document(session, study_ids[protocol], None)
         series = demo.series_for(document, "BASELINE")
