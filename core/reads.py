@@ -47,6 +47,10 @@ class SignatureError(WorkflowError):
     """The signer's identity or password could not be verified."""
 
 
+class PasswordMismatch(SignatureError):
+    """The password re-entered to sign does not match the signer's."""
+
+
 @dataclass(frozen=True)
 class SignResult:
     """A signed read and what signing it did to the case."""
@@ -355,8 +359,13 @@ def _verify_signer(session: Session, user_id: int, password: str) -> User:
     user = session.get(User, user_id)
     if user is None or not user.active:
         raise SignatureError(f"user {user_id} not found or not active")
+    if user.locked_until is not None and user.locked_until > datetime.now(UTC):
+        raise SignatureError(
+            f"user {user.username} is locked after repeated wrong passwords; "
+            "try again after the lock ends"
+        )
     if not check_password_hash(user.password_hash, password):
-        raise SignatureError(f"password does not match for user {user.username}")
+        raise PasswordMismatch(f"password does not match for user {user.username}")
     return user
 
 

@@ -15,7 +15,7 @@ from typing import Any
 import dash
 from dash import Input, Output, State, dcc, html
 
-from core import portfolio, reads, recist
+from core import accounts, portfolio, reads, recist
 from core.access import AccessDenied
 from core.lifecycle import WorkflowError
 from dashboard import components as ui
@@ -407,6 +407,22 @@ def save(clicks: int, read_id: Any, *values: Any) -> str:
     return f"Saved. {_response_text(view)}."
 
 
+def _wrong_password(read_id: int) -> str:
+    """Count a wrong signing password toward the account lock and say so."""
+    user = current_user()
+    log.warning(
+        "Signature of read %s by %s rejected: wrong password", read_id, user.username
+    )
+    with runtime().sessions.begin() as session:
+        locked = accounts.record_failed_signature(session, user.id)
+    if locked:
+        return (
+            "Not signed: the password does not match, and the account is now "
+            f"locked for {accounts.LOCK_MINUTES} minutes."
+        )
+    return "Not signed: the password does not match."
+
+
 @secure_callback(
     Output("reads-sign-message", "children"),
     Output("reads-sign-password", "value"),
@@ -428,13 +444,11 @@ def sign(clicks: int, read_id: Any, password: str | None) -> tuple[str, str]:
             result = reads.sign(
                 session, int(read_id), user_id=user.id, password=password
             )
-    except reads.SignatureError:
-        log.warning(
-            "Signature of read %s by %s rejected: password mismatch",
-            read_id,
-            user.username,
-        )
-        return "Not signed: the password does not match.", ""
+    except reads.PasswordMismatch:
+        return _wrong_password(int(read_id)), ""
+    except reads.SignatureError as exc:
+        log.warning("Signature of read %s rejected: %s", read_id, exc)
+        return f"Not signed: {exc}.", ""
     except PermissionError as exc:
         raise AccessDenied(str(exc)) from None
     except (WorkflowError, LookupError) as exc:
@@ -481,13 +495,11 @@ def adjudicate(
                 chosen_read_id=int(chosen_read_id),
                 reason=reason or "",
             )
-    except reads.SignatureError:
-        log.warning(
-            "Adjudication of read %s by %s rejected: password mismatch",
-            read_id,
-            user.username,
-        )
-        return "Not signed: the password does not match.", ""
+    except reads.PasswordMismatch:
+        return _wrong_password(int(read_id)), ""
+    except reads.SignatureError as exc:
+        log.warning("Signature of read %s rejected: %s", read_id, exc)
+        return f"Not signed: {exc}.", ""
     except PermissionError as exc:
         raise AccessDenied(str(exc)) from None
     except (WorkflowError, LookupError) as exc:

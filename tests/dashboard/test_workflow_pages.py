@@ -11,7 +11,7 @@ from flask.testing import FlaskClient
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
-from core import reads
+from core import accounts, reads
 from core.models import AuditEntry, Case, Query, Read
 from dashboard.recist_form import FORM_FIELDS
 from tests.dashboard.conftest import callback_body, csrf_header, login
@@ -478,3 +478,35 @@ def test_qc_lists_only_scoped_cases(server: flask.Flask, reading: ReadingWorld) 
         ("ONC-301", "S01"),
     ]
     assert rates[0]["first_pass_pct"] == 100.0
+
+
+def test_wrong_sign_passwords_lock_account(
+    server: flask.Flask, reading: ReadingWorld, sessions: sessionmaker[Session]
+) -> None:
+    w8 = pass_and_assign(sessions, reading, reading.w8_case)
+    alice = _client(server, "alice")
+    _post(alice, _save_body(w8["primary"], [("liver 1", 18, []), ("liver 2", 12, [])]))
+    messages = [
+        _message(
+            _post(alice, _sign_body(w8["primary"], f"guess {i}")), "reads-sign-message"
+        )
+        for i in range(accounts.MAX_FAILED_LOGINS)
+    ]
+    assert messages[0] == "Not signed: the password does not match."
+    assert messages[-1] == (
+        "Not signed: the password does not match, and the account is now locked "
+        f"for {accounts.LOCK_MINUTES} minutes."
+    )
+
+    locked = _message(
+        _post(alice, _sign_body(w8["primary"], PASSWORD)), "reads-sign-message"
+    )
+    assert locked.startswith("Not signed: user alice is locked after repeated wrong")
+    with sessions() as session:
+        read = session.get(Read, w8["primary"])
+        assert read is not None
+        assert read.state == "in_progress"
+        failures = session.scalars(
+            select(AuditEntry.action).where(AuditEntry.action == "signature.failed")
+        ).all()
+    assert len(failures) == accounts.MAX_FAILED_LOGINS
