@@ -84,14 +84,30 @@ def cmd_charter_load(args: argparse.Namespace) -> int:
             result = charter.load(
                 session, args.study, source_text, actor=args.actor, reason=args.reason
             )
+            affected = charter.describe_cases(session, result.affected_case_ids)
     except charter.CharterError as exc:
         print(f"FAILED: {args.file}: {exc}", file=sys.stderr)
         return 1
     print(f"Stored charter version {result.version} of study {args.study}")
-    if result.affected_case_ids:
-        ids = ", ".join(str(case_id) for case_id in result.affected_case_ids)
-        print(f"Open cases that keep an earlier version: {ids}")
+    _print_affected_cases(affected)
     return 0
+
+
+def _print_affected_cases(cases: list[dict[str, object]]) -> None:
+    """Print the open cases that a charter change affects (also in the audit row)."""
+    if not cases:
+        print("No open cases are affected.")
+        return
+    noun = "case" if len(cases) == 1 else "cases"
+    print(
+        f"{len(cases)} open {noun} affected; each keeps the version it started under:"
+    )
+    for case in cases:
+        if case["charter_version"] is None:
+            kept = "no version recorded, so it follows the new version"
+        else:
+            kept = f"keeps version {case['charter_version']}"
+        print(f"  case {case['id']} ({case['state']}): {kept}")
 
 
 def cmd_jobs(args: argparse.Namespace) -> int:

@@ -154,19 +154,37 @@ def authenticate(
     return LoginResult(user, "ok")
 
 
-def _record_failure(session: Session, user: User, now: datetime) -> None:
+def _record_failure(
+    session: Session, user: User, now: datetime, action: str = "login.failed"
+) -> None:
     user.failed_logins += 1
     if user.failed_logins >= MAX_FAILED_LOGINS:
         user.locked_until = now + timedelta(minutes=LOCK_MINUTES)
         log.warning(
-            "Locked user %s for %d minutes after %d failed logins",
+            "Locked user %s for %d minutes after %d failed password checks",
             user.username,
             LOCK_MINUTES,
             user.failed_logins,
         )
     else:
-        log.warning("Failed login for user %s", user.username)
-    _audit_login(session, user, "login.failed")
+        log.warning("Failed password check (%s) for user %s", action, user.username)
+    _audit_login(session, user, action)
+
+
+def record_failed_signature(
+    session: Session, user_id: int, *, now: datetime | None = None
+) -> bool:
+    """Count a wrong password at signing as a failed login; return True if locked.
+
+    A signature re-checks the password, so guessing it there must lock the
+    account just as guessing at the login form does.
+    """
+    now = now or datetime.now(UTC)
+    user = session.scalar(select(User).where(User.id == user_id).with_for_update())
+    if user is None:
+        raise LookupError(f"user {user_id} not found")
+    _record_failure(session, user, now, "signature.failed")
+    return user.locked_until is not None and user.locked_until > now
 
 
 def _audit_login(session: Session, user: User, action: str) -> None:

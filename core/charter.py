@@ -428,3 +428,13 @@ def _open_cases_on_older_version(
         .order_by(Case.id)
     )
     return list(rows)
+
+
+def describe_cases(session: Session, case_ids: list[int]) -> list[dict[str, Any]]:
+    """Return the id, state and kept charter version of each case, by id."""
+    rows = session.execute(
+        select(Case.id, Case.state, Case.charter_version)
+        .where(Case.id.in_(case_ids))
+        .order_by(Case.id)
+    ).mappings()
+    return [dict(row) for row in rows]

@@ -47,6 +47,10 @@ class SignatureError(WorkflowError):
     """The signer's identity or password could not be verified."""
 
 
+class PasswordMismatch(SignatureError):
+    """The password re-entered to sign does not match the signer's."""
+
+
 @dataclass(frozen=True)
 class SignResult:
     """A signed read and what signing it did to the case."""
@@ -355,8 +359,13 @@ def _verify_signer(session: Session, user_id: int, password: str) -> User:
     user = session.get(User, user_id)
     if user is None or not user.active:
         raise SignatureError(f"user {user_id} not found or not active")
+    if user.locked_until is not None and user.locked_until > datetime.now(UTC):
+        raise SignatureError(
+            f"user {user.username} is locked after repeated wrong passwords; "
+            "try again after the lock ends"
+        )
     if not check_password_hash(user.password_hash, password):
-        raise SignatureError(f"password does not match for user {user.username}")
+        raise PasswordMismatch(f"password does not match for user {user.username}")
     return user
 
 
@@ -556,10 +565,13 @@ def adjudicate(
 
 
 def worklist(session: Session, user_id: int) -> list[dict[str, Any]]:
-    """Return the open reads of the user's reader record, blinded.
+    """Return the open reads of the user's reader record, blinded, in triage order.
 
     Rows carry the study, subject code, timepoint, kind and due time: never the
-    treatment arm, another reader's work, or reads at other sites.
+    treatment arm, another reader's work, or reads at other sites. The order is
+    the triage order's first keys (urgent cases, then baseline timepoints), then
+    the earliest due time. NOTE: it does not use the triage model's predicted
+    slack, which is computed per case, not per read.
     """
     rows = session.execute(
         select(
@@ -571,6 +583,8 @@ def worklist(session: Session, user_id: int) -> list[dict[str, Any]]:
             Study.protocol_id,
             Subject.subject_code,
             Timepoint.code.label("timepoint"),
+            Timepoint.is_baseline,
+            Case.urgent,
         )
         .join(Reader, Reader.id == Read.reader_id)
         .join(Case, Case.id == Read.case_id)
@@ -578,7 +592,12 @@ def worklist(session: Session, user_id: int) -> list[dict[str, Any]]:
         .join(Subject, Subject.id == Case.subject_id)
         .join(Timepoint, Timepoint.id == Case.timepoint_id)
         .where(Reader.user_id == user_id, Read.state.in_(OPEN_READ_STATES))
-        .order_by(Read.due_at.nulls_last(), Read.id)
+        .order_by(
+            Case.urgent.desc(),
+            Timepoint.is_baseline.desc(),
+            Read.due_at.nulls_last(),
+            Read.id,
+        )
     ).mappings()
     return [dict(row) for row in rows]
 
@@ -605,6 +624,9 @@ def read_view(session: Session, read_id: int, *, user_id: int) -> dict[str, Any]
         "timepoint": timepoint.code if timepoint else None,
         "assessment": read.assessment,
         "response": read.response,
+        "signature_name": read.signature_name,
+        "signed_at": read.signed_at,
+        "signature_meaning": read.signature_meaning,
     }
     if read.kind == "adjudication":
         view["candidates"] = [

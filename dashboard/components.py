@@ -37,6 +37,11 @@ def number_column(
     )
 
 
+def fit_columns(columns: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Let the columns without a fixed width share the grid's width."""
+    return [c if "width" in c or "flex" in c else {**c, "flex": 1} for c in columns]
+
+
 def grid_id(name: str) -> dict[str, str]:
     """Return the id of a grid; callbacks write to `Output(grid_id(name), ...)`."""
     return {"type": "grid", "name": name}

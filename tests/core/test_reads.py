@@ -488,3 +488,33 @@ def test_progression_same_date_concordant(
         sessions, team, week8["secondary"], "bob", targets(45, 30)
     )
     assert result.case_state == "done"
+
+
+def test_worklist_in_triage_order(sessions: sessionmaker[Session], team: Team) -> None:
+    now = datetime.now(UTC)
+    plan = [
+        ("301-0001", "W8", False, 1),
+        ("301-0002", "BASELINE", False, 5),
+        ("301-0003", "W8", True, 9),
+    ]
+    read_ids = []
+    with sessions.begin() as session:
+        for subject, timepoint, urgent, due_hours in plan:
+            case_id = make_case(session, team.study_id, subject, timepoint)
+            case = lifecycle.lock_case(session, case_id)
+            case.urgent = urgent
+            lifecycle.transition(session, case, "qc", actor="system:auto-qc")
+            read_id = qc.pass_case(session, case_id, actor="qc.anna")[0]
+            reads.assign_read(session, read_id, team.readers["alice"], actor="lead")
+            read = session.get(Read, read_id)
+            assert read is not None
+            read.due_at = now + timedelta(hours=due_hours)
+            read_ids.append(read_id)
+    with sessions() as session:
+        worklist = reads.worklist(session, team.users["alice"])
+    # Urgent first, then baseline, then the earliest due time.
+    assert [row["read_id"] for row in worklist] == [
+        read_ids[2],
+        read_ids[1],
+        read_ids[0],
+    ]

@@ -37,6 +37,8 @@ PAGE_ROLES = {
     "/sponsor": {"admin", "sponsor"},
     "/quarantine": {"admin", "leadership", "study_manager", "qc_reviewer"},
     "/case": {"admin", "leadership", "study_manager", "qc_reviewer", "reader"},
+    "/qc": {"admin", "study_manager", "qc_reviewer"},
+    "/reads": {"reader"},
 }
 # Callbacks that change data or decode images are narrower than their page.
 OUTPUT_ROLES = {
@@ -67,6 +69,7 @@ def _input_values(username: str, world: World, work: Workload) -> dict[str, Any]
         "sponsor-select.value": own_study,
         "capacity-study.value": own_study,
         "case-id.value": work.case_a,
+        "qc-case.value": work.case_a,
         "portfolio-range.value": 30,
         "study-range.value": 30,
         "sponsor-range.value": 30,

@@ -36,11 +36,19 @@ CHROMIUM_ARGS = [
 SCREENSHOTS = PROJECT_ROOT / "test-output" / "screenshots"
 # The pages each demo user opens, with text that proves the page rendered data.
 JOURNEYS = {
-    "admin": ["/portfolio", "/study", "/capacity", "/sponsor", "/quarantine", "/case"],
+    "admin": [
+        "/portfolio",
+        "/study",
+        "/capacity",
+        "/sponsor",
+        "/quarantine",
+        "/case",
+        "/qc",
+    ],
     "leader": ["/portfolio", "/study", "/capacity", "/quarantine"],
-    "manager_a": ["/study", "/capacity", "/quarantine", "/case"],
-    "qc_a": ["/quarantine", "/case"],
-    "reader_a": ["/case"],
+    "manager_a": ["/study", "/capacity", "/quarantine", "/case", "/qc"],
+    "qc_a": ["/qc", "/quarantine", "/case"],
+    "reader_a": ["/reads", "/case"],
     "sponsor_a": ["/sponsor"],
 }
 PAGE_TEXT = {
@@ -50,6 +58,8 @@ PAGE_TEXT = {
     "/sponsor": "Open cases",
     "/quarantine": "Quarantined files",
     "/case": "State reading",
+    "/qc": "301-0101",
+    "/reads": "Choose a read to open it.",
 }
 
 
