@@ -36,7 +36,7 @@ dash.register_page(__name__, path="/readers", name="Readers", order=4, roles=ROL
 READER_COLUMNS = [
     ui.number_column("reader_id", "Id", width=80),
     ui.column("name", "Reader"),
-    ui.column("current_training", "Current training", flex=2),
+    ui.column("current_training", "Current training", minWidth=220, flex=2),
     ui.number_column("daily_capacity", "Capacity (reads/day)"),
     ui.number_column("open_reads", "Open reads"),
     ui.column("timezone", "Time zone"),
@@ -55,6 +55,13 @@ ABSENCE_COLUMNS = [
     ui.column("ends", "Ends"),
     ui.column("note", "Reason", flex=2),
 ]
+
+
+def _field(label: str, component: Any) -> html.Div:
+    """Return a labelled form field."""
+    return html.Div(
+        [html.Label(label, htmlFor=component.id), component], className="field"
+    )
 
 
 def layout(**_: Any) -> html.Div:
@@ -76,47 +83,54 @@ def layout(**_: Any) -> html.Div:
             _profile_form(),
             html.H3("Training"),
             ui.grid("readers-training", TRAINING_COLUMNS, height=200),
-            _training_form("readers-training", study_options),
+            _training_form(study_options),
             html.H3("Out of office"),
             ui.grid("readers-absences", ABSENCE_COLUMNS, height=200),
             _absence_form(),
-            html.H3("Add a reader"),
+            html.H3("Add a reader with a first training record"),
             _add_form(study_options),
         ]
     )
 
 
 def _profile_form() -> html.Div:
-    inputs: list[Any] = []
+    fields: list[Any] = []
     for field, label in PROFILE_FIELDS:
         kind = "text" if field == "timezone" else "number"
-        inputs += [
-            html.Label(label, htmlFor=f"readers-{field}"),
-            dcc.Input(id=f"readers-{field}", type=kind),
-        ]
-    inputs += [
+        fields.append(_field(label, dcc.Input(id=f"readers-{field}", type=kind)))
+    fields += [
         dcc.Checklist(id="readers-active", options=[{"label": "Active", "value": 1}]),
-        dcc.Input(id="readers-profile-reason", placeholder="Reason (required)"),
+        _field("Reason", dcc.Input(id="readers-profile-reason")),
         html.Button("Save profile", id="readers-profile-save", n_clicks=0),
         html.Span(id="readers-profile-message", role="status"),
     ]
-    return html.Div(inputs, className="controls")
+    return html.Div(fields, className="controls")
 
 
-def _training_form(prefix: str, study_options: list[dict[str, Any]]) -> html.Div:
+def _training_fields(
+    prefix: str, study_options: list[dict[str, Any]]
+) -> list[html.Div]:
+    return [
+        _field("Study", dcc.Dropdown(id=f"{prefix}-study", options=study_options)),
+        _field("Criteria", dcc.Input(id=f"{prefix}-criteria", value="RECIST 1.1")),
+        _field(
+            "Trained on",
+            dcc.DatePickerSingle(id=f"{prefix}-trained", display_format="YYYY-MM-DD"),
+        ),
+        _field(
+            "Expires on (empty: no expiry)",
+            dcc.DatePickerSingle(id=f"{prefix}-expires", display_format="YYYY-MM-DD"),
+        ),
+        _field("Reason", dcc.Input(id=f"{prefix}-reason")),
+    ]
+
+
+def _training_form(study_options: list[dict[str, Any]]) -> html.Div:
     return html.Div(
         [
-            dcc.Dropdown(
-                id=f"{prefix}-study", options=study_options, placeholder="Study"
-            ),
-            dcc.Input(id=f"{prefix}-criteria", value="RECIST 1.1"),
-            html.Label("Trained on"),
-            dcc.DatePickerSingle(id=f"{prefix}-trained", display_format="YYYY-MM-DD"),
-            html.Label("Expires on"),
-            dcc.DatePickerSingle(id=f"{prefix}-expires", display_format="YYYY-MM-DD"),
-            dcc.Input(id=f"{prefix}-reason", placeholder="Reason (required)"),
-            html.Button("Record training", id=f"{prefix}-save", n_clicks=0),
-            html.Span(id=f"{prefix}-message", role="status"),
+            *_training_fields("readers-training", study_options),
+            html.Button("Record training", id="readers-training-save", n_clicks=0),
+            html.Span(id="readers-training-message", role="status"),
         ],
         className="controls",
     )
@@ -125,13 +139,19 @@ def _training_form(prefix: str, study_options: list[dict[str, Any]]) -> html.Div
 def _absence_form() -> html.Div:
     return html.Div(
         [
-            html.Label("First day away (reader's time zone)"),
-            dcc.DatePickerSingle(
-                id="readers-absence-start", display_format="YYYY-MM-DD"
+            _field(
+                "First day away (reader's time zone)",
+                dcc.DatePickerSingle(
+                    id="readers-absence-start", display_format="YYYY-MM-DD"
+                ),
             ),
-            html.Label("Last day away"),
-            dcc.DatePickerSingle(id="readers-absence-end", display_format="YYYY-MM-DD"),
-            dcc.Input(id="readers-absence-reason", placeholder="Reason (required)"),
+            _field(
+                "Last day away",
+                dcc.DatePickerSingle(
+                    id="readers-absence-end", display_format="YYYY-MM-DD"
+                ),
+            ),
+            _field("Reason", dcc.Input(id="readers-absence-reason")),
             html.Button("Add absence", id="readers-absence-save", n_clicks=0),
             html.Span(id="readers-absence-message", role="status"),
         ],
@@ -142,19 +162,20 @@ def _absence_form() -> html.Div:
 def _add_form(study_options: list[dict[str, Any]]) -> html.Div:
     return html.Div(
         [
-            html.Div(
-                [
-                    dcc.Input(id="readers-add-name", placeholder="Name"),
-                    dcc.Input(id="readers-add-email", placeholder="Email"),
-                    dcc.Input(id="readers-add-timezone", value="UTC"),
-                    dcc.Input(
-                        id="readers-add-capacity", type="number", value=20, min=0
-                    ),
-                ],
-                className="controls",
+            _field("Name", dcc.Input(id="readers-add-name")),
+            _field("Email", dcc.Input(id="readers-add-email", type="email")),
+            _field(
+                "Time zone (IANA)", dcc.Input(id="readers-add-timezone", value="UTC")
             ),
-            _training_form("readers-add", study_options),
-        ]
+            _field(
+                "Capacity (reads/day)",
+                dcc.Input(id="readers-add-capacity", type="number", value=20, min=0),
+            ),
+            *_training_fields("readers-add", study_options),
+            html.Button("Add reader", id="readers-add-save", n_clicks=0),
+            html.Span(id="readers-add-message", role="status"),
+        ],
+        className="controls",
     )
 
 

@@ -20,11 +20,11 @@ ALL_STUDIES = "all"
 dash.register_page(__name__, path="/triage", name="Triage", order=3, roles=ROLES)
 
 TRIAGE_COLUMNS = [
-    ui.number_column("rank", "Rank", width=90),
-    ui.column("case", "Case", cellRenderer="markdown"),
-    ui.column("study", "Study"),
-    ui.column("urgent", "Urgent"),
-    ui.column("baseline", "Baseline"),
+    ui.number_column("rank", "Rank", width=80),
+    ui.column("case", "Case", cellRenderer="markdown", width=90),
+    ui.column("study", "Study", width=110),
+    ui.column("urgent", "Urgent", width=90),
+    ui.column("baseline", "Baseline", width=100),
     ui.number_column("hours_left", "Hours left (h)", 1),
     ui.number_column("predicted_hours", "Predicted work (h)", 1),
     ui.number_column("slack_hours", "Slack (h)", 1),
