@@ -153,7 +153,7 @@ def _qualified_ids(
         rows = session.execute(
             text(
                 "SELECT reader_id FROM reader_trainings WHERE study_id = :study "
-                "AND trained_on <= :on AND (expires_on IS NULL OR expires_on >= :on) "
+                "AND trained_on <= :on AND (expires_on IS NULL OR expires_on > :on) "
                 "AND (CAST(:criteria AS text) IS NULL OR criteria ILIKE :criteria)"
             ),
             {"study": study_id, "on": on, "criteria": criteria},

@@ -30,7 +30,7 @@ SELECT rd.id AS reader_id, rd.name, rd.email, rd.timezone, rd.daily_capacity,
      FROM reader_trainings rt JOIN studies s ON s.id = rt.study_id
      WHERE rt.reader_id = rd.id AND {study_filter("rt.study_id")}
        AND rt.trained_on <= :today
-       AND (rt.expires_on IS NULL OR rt.expires_on >= :today)) AS current_training,
+       AND (rt.expires_on IS NULL OR rt.expires_on > :today)) AS current_training,
     EXISTS (SELECT 1 FROM reader_absences ab WHERE ab.reader_id = rd.id
             AND ab.starts_at <= :now AND ab.ends_at > :now) AS out_of_office
 FROM readers rd
@@ -43,7 +43,7 @@ ORDER BY rd.name, rd.id
 _TRAINING_SQL = f"""
 SELECT rt.id AS training_id, s.protocol_id AS study, rt.criteria, rt.trained_on,
     rt.expires_on,
-    rt.trained_on <= :today AND (rt.expires_on IS NULL OR rt.expires_on >= :today)
+    rt.trained_on <= :today AND (rt.expires_on IS NULL OR rt.expires_on > :today)
         AS current
 FROM reader_trainings rt JOIN studies s ON s.id = rt.study_id
 WHERE rt.reader_id = :reader_id AND {study_filter("rt.study_id")}

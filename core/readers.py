@@ -1,7 +1,8 @@
 """The reader network: training records, capacity, working hours and absences.
 
 A reader is *qualified* for a study on a date when a training record for that study
-is current: trained on or before the date and not yet expired. When the charter names
+is current: trained on or before the date and expiring after it, because
+`expires_on` is the first day the training no longer counts. When the charter names
 its response criteria (`criteria` or `response_criteria`, e.g. "RECIST 1.1"), the
 training record must be for those criteria. A reader is *available* at an instant when
 active, inside the working hours of their own time zone and not in an absence.
@@ -64,7 +65,7 @@ def current_training_clause(
     clause = and_(
         ReaderTraining.study_id == study_id,
         ReaderTraining.trained_on <= on,
-        or_(ReaderTraining.expires_on.is_(None), ReaderTraining.expires_on >= on),
+        or_(ReaderTraining.expires_on.is_(None), ReaderTraining.expires_on > on),
     )
     if criteria is not None:
         clause = and_(clause, ReaderTraining.criteria.ilike(criteria))
@@ -210,8 +211,10 @@ def record_training(
     criteria = (criteria or "").strip()
     if not criteria:
         raise ReaderError("criteria is missing; name the response criteria")
-    if expires_on is not None and expires_on < trained_on:
-        raise ReaderError(f"expires_on {expires_on} is before trained_on {trained_on}")
+    if expires_on is not None and expires_on <= trained_on:
+        raise ReaderError(
+            f"expires_on {expires_on} must be after trained_on {trained_on}"
+        )
     training = session.scalar(
         select(ReaderTraining)
         .where(

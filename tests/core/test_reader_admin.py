@@ -111,7 +111,7 @@ def test_expired_training_is_never_assigned(sessions: sessionmaker[Session]) -> 
     with sessions.begin() as session:
         study = make_study(session)
         trained = make_reader(session, "Trained", study)
-        expired = make_reader(session, "Expired", study, expires_on=date(2026, 6, 9))
+        expired = make_reader(session, "Expired", study, expires_on=date(2026, 6, 10))
         make_reader(session, "Untrained", make_study(session, "CNS-110"))
         case = make_case(session, study, "301-0001")
     with sessions.begin() as session:
@@ -121,7 +121,8 @@ def test_expired_training_is_never_assigned(sessions: sessionmaker[Session]) -> 
             read.kind: read.reader_id
             for read in session.scalars(select(Read).where(Read.case_id == case.id))
         }
-    # Only one reader is current, and R1 and R2 must differ: one read waits.
+    # Training that expires on the day of assignment no longer counts, so only one
+    # reader is current. R1 and R2 must differ, so one read waits.
     assert len(placements) == 1
     assert sorted(readers.values(), key=str) == [trained.id, None]
     manager = make_scope("sm", "study_manager", frozenset({study.id}))
