@@ -106,6 +106,7 @@ READERS_SQL = """
 WITH trained AS (
     SELECT DISTINCT rt.reader_id FROM reader_trainings rt
     WHERE rt.study_id = :study_id
+        AND rt.trained_on <= CAST(:now AS date)
         AND (rt.expires_on IS NULL OR rt.expires_on > CAST(:now AS date))
 ),
 signed AS (
