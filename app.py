@@ -203,16 +203,11 @@ def cmd_scp(args: argparse.Namespace) -> int:
 
 def cmd_backtest(args: argparse.Namespace) -> int:
     """Backtest the breach predictor on every study's history and on all together."""
-    from sqlalchemy import select
-
-    from core.backtest import run_backtest
-    from core.models import Study
+    from core.backtest import run_all_backtests
 
     runtime = open_runtime("backtest")
     with runtime.sessions.begin() as session:
-        study_ids = list(session.scalars(select(Study.id).order_by(Study.id)))
-        for study_id in [None, *study_ids]:
-            result = run_backtest(session, study_id=study_id, threshold=args.threshold)
+        for study_id, result in run_all_backtests(session, threshold=args.threshold):
             label = "all studies" if study_id is None else f"study {study_id}"
             if result is None:
                 print(f"{label}: no finished cases to replay")

@@ -52,6 +52,16 @@ class Scope:
         if self.role not in roles:
             raise AccessDenied(f"role {self.role} is not one of {', '.join(roles)}")
 
+    def studies_for(self, study_id: int | None) -> list[int] | None:
+        """Return the study ids a query should cover; None means every study.
+
+        A given study must be in the scope; without one, every study in the scope.
+        """
+        if study_id is not None:
+            self.require_study(study_id)
+            return [study_id]
+        return None if self.study_ids is None else sorted(self.study_ids)
+
     def sql_params(self) -> dict[str, object]:
         """Return the bind parameters that `study_filter` conditions use."""
         return {

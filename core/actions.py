@@ -1,7 +1,7 @@
 """Dashboard actions that change workflow data, each in one audited transaction.
 
-NOTE: the workflow, reader and alert modules are written alongside this one; when
-they provide the same operations, these functions should call them instead.
+Each action checks the user's role and study scope, then calls the domain module
+that owns the rule (`core.assignment`, `core.alerts`) where there is one.
 """
 
 from __future__ import annotations
@@ -12,9 +12,9 @@ from datetime import UTC, datetime
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from core import audit
+from core import alerts, assignment, audit
 from core.access import Scope
-from core.models import Alert, Case, QuarantinedFile, Read, Reader, ReaderTraining
+from core.models import Alert, Case, QuarantinedFile, Read
 from core.quarantine import QUARANTINE_ROLES
 
 log = logging.getLogger(__name__)
@@ -67,90 +67,65 @@ def hold_case(session: Session, scope: Scope, case_id: int, reason: str) -> Case
     return case
 
 
-def _check_reader(session: Session, read: Read, case: Case, reader_id: int) -> None:
-    reader = session.get(Reader, reader_id)
-    if reader is None or not reader.active:
-        raise ActionError(f"reader {reader_id} not found or inactive")
-    trained = session.scalar(
-        select(ReaderTraining.id).where(
-            ReaderTraining.reader_id == reader_id,
-            ReaderTraining.study_id == case.study_id,
-        )
+def _study_of_read(session: Session, scope: Scope, read_id: int) -> int:
+    study_id = session.scalar(
+        select(Case.study_id)
+        .join(Read, Read.case_id == Case.id)
+        .where(Read.id == read_id)
     )
-    if trained is None:
-        raise ActionError(f"reader {reader_id} has no training record for the study")
-    # R1, R2 and the adjudicator of a case are different readers.
-    others = session.scalars(
-        select(Read.reader_id).where(
-            Read.case_id == case.id, Read.id != read.id, Read.state != "cancelled"
-        )
-    ).all()
-    if reader_id in others:
-        raise ActionError(f"reader {reader_id} already has another read of this case")
+    if study_id is None:
+        raise ActionError(f"read {read_id} not found")
+    scope.require_study(study_id)
+    return study_id
 
 
 def reassign_read(
     session: Session, scope: Scope, read_id: int, reader_id: int, reason: str
 ) -> Read:
-    """Move an unsigned read to another trained reader, auditing old and new reader."""
+    """Move an unsigned read to another reader with a reason, audited.
+
+    The rules (current training, R1/R2/adjudicator independence, the subject's
+    reader pair) and the locking are those of `core.assignment.reassign_read`.
+    """
     scope.require_role(*MANAGER_ROLES)
     reason = _require_reason(reason)
-    read = session.get(Read, read_id, with_for_update=True)
-    if read is None:
-        raise ActionError(f"read {read_id} not found")
-    case = _case_in_scope(session, scope, read.case_id)
-    if read.state in ("signed", "cancelled"):
-        raise ActionError(f"read {read_id} is {read.state} and cannot be reassigned")
-    _check_reader(session, read, case, reader_id)
-    old_reader = read.reader_id
-    _move_open_read_count(session, old_reader, reader_id)
-    read.reader_id = reader_id
-    read.state = "assigned"
-    read.assigned_at = datetime.now(UTC)
-    audit.record(
-        session,
-        actor=scope.username,
-        action="read.reassign",
-        entity_type="read",
-        entity_id=read.id,
-        study_id=case.study_id,
-        old={"reader_id": old_reader},
-        new={"reader_id": reader_id},
-        reason=reason,
+    _study_of_read(session, scope, read_id)
+    try:
+        read = assignment.reassign_read(
+            session,
+            read_id,
+            reader_id,
+            actor=scope.username,
+            reason=reason,
+            now=datetime.now(UTC),
+        )
+    except assignment.AssignmentError as exc:
+        raise ActionError(str(exc)) from None
+    log.info(
+        "Read %s reassigned to reader %s by %s", read_id, reader_id, scope.username
     )
     return read
 
 
-def _move_open_read_count(session: Session, old: int | None, new: int) -> None:
-    if old is not None:
-        old_reader = session.get(Reader, old, with_for_update=True)
-        if old_reader is not None and old_reader.open_reads > 0:
-            old_reader.open_reads -= 1
-    new_reader = session.get(Reader, new, with_for_update=True)
-    if new_reader is not None:
-        new_reader.open_reads += 1
-
-
 def acknowledge_alert(session: Session, scope: Scope, alert_id: int) -> Alert:
-    """Mark an SLA alert as seen by the user; a second acknowledgement is an error."""
+    """Mark an SLA alert as seen by the user, audited.
+
+    Raises ActionError when the alert is missing or already acknowledged.
+    """
     scope.require_role(*MANAGER_ROLES)
-    alert = session.get(Alert, alert_id, with_for_update=True)
+    alert = session.get(Alert, alert_id)
     if alert is None:
         raise ActionError(f"alert {alert_id} not found")
-    case = _case_in_scope(session, scope, alert.case_id)
-    if alert.acknowledged_at is not None:
-        raise ActionError(f"alert {alert_id} was already acknowledged")
-    alert.acknowledged_at = datetime.now(UTC)
-    alert.acknowledged_by = scope.username
-    audit.record(
-        session,
-        actor=scope.username,
-        action="alert.acknowledge",
-        entity_type="alert",
-        entity_id=alert.id,
-        study_id=case.study_id,
-        new={"acknowledged_by": scope.username},
-    )
+    case = session.get(Case, alert.case_id)
+    assert case is not None  # alerts.case_id is a foreign key
+    scope.require_study(case.study_id)
+    try:
+        alerts.acknowledge(
+            session, alert_id, actor=scope.username, now=datetime.now(UTC)
+        )
+    except alerts.AlertError as exc:
+        raise ActionError(str(exc)) from None
+    session.refresh(alert)
     return alert
 
 

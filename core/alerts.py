@@ -234,7 +234,7 @@ def acknowledge(session: Session, alert_id: int, *, actor: str, now: datetime) -
     audit.record(
         session,
         actor=actor,
-        action="alert_acknowledged",
+        action="alert.acknowledge",
         entity_type="alert",
         entity_id=alert_id,
         study_id=row.study_id,
@@ -339,3 +339,35 @@ def _digest_alerts(
         )
         for row in rows
     ]
+
+
+_LIST_SQL = """
+SELECT a.id, s.protocol_id AS study, a.case_id, a.step, a.kind, a.due_at,
+       a.created_at, a.emailed_at, a.escalated_at, a.acknowledged_at,
+       a.acknowledged_by
+FROM alerts a JOIN cases c ON c.id = a.case_id JOIN studies s ON s.id = c.study_id
+WHERE (:all_studies OR c.study_id = ANY(CAST(:study_ids AS integer[])))
+  AND (NOT :open_only OR a.acknowledged_at IS NULL)
+ORDER BY a.acknowledged_at IS NOT NULL, a.kind = 'at_risk', a.due_at, a.id
+LIMIT :limit
+"""
+
+
+def list_alerts(
+    session: Session,
+    study_ids: list[int] | None,
+    *,
+    open_only: bool = True,
+    limit: int = 500,
+) -> list[dict[str, Any]]:
+    """Return alerts of the given studies (None: all), breaches first, for display."""
+    rows = session.execute(
+        text(_LIST_SQL),
+        {
+            "all_studies": study_ids is None,
+            "study_ids": study_ids or [],
+            "open_only": open_only,
+            "limit": limit,
+        },
+    )
+    return [dict(row._mapping) for row in rows]

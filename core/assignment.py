@@ -153,7 +153,7 @@ def _qualified_ids(
         rows = session.execute(
             text(
                 "SELECT reader_id FROM reader_trainings WHERE study_id = :study "
-                "AND trained_on <= :on AND (expires_on IS NULL OR expires_on >= :on) "
+                "AND trained_on <= :on AND (expires_on IS NULL OR expires_on > :on) "
                 "AND (CAST(:criteria AS text) IS NULL OR criteria ILIKE :criteria)"
             ),
             {"study": study_id, "on": on, "criteria": criteria},
@@ -392,7 +392,7 @@ def _audit_entries(placements: list[Placement], actor: str) -> list[dict[str, ob
         entries.append(
             {
                 "actor": actor,
-                "action": "read_reassigned" if reassigned else "read_assigned",
+                "action": "read.reassign" if reassigned else "read.assign",
                 "entity_type": "read",
                 "entity_id": read.id,
                 "study_id": read.study_id,
@@ -405,7 +405,7 @@ def _audit_entries(placements: list[Placement], actor: str) -> list[dict[str, ob
             entries.append(
                 {
                     "actor": actor,
-                    "action": "subject_handover",
+                    "action": "subject.handover",
                     "entity_type": "subject",
                     "entity_id": read.subject_id,
                     "study_id": read.study_id,
@@ -537,7 +537,8 @@ def reassign_read(
     """
     if not reason.strip():
         raise AssignmentError("A reason is required to reassign a read")
-    reads = _claim(session, "r.id = :read", {"read": read_id, "limit": 1})
+    where = "r.id = :read AND r.state IN ('unassigned', 'assigned', 'in_progress')"
+    reads = _claim(session, where, {"read": read_id, "limit": 1})
     if not reads:
         raise AssignmentError(f"Read {read_id} is not open, or is being changed now")
     read = reads[0]

@@ -13,11 +13,13 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from datetime import timedelta
+from typing import Any
 
 from sqlalchemy import func, select, text
 from sqlalchemy.orm import Session
 
-from core.models import TriageBacktest
+from core.access import Scope, study_filter
+from core.models import Study, TriageBacktest
 from core.triage import MODALITY_SQL, PREDICTION_SQL, RATES_SQL, model_params
 
 log = logging.getLogger(__name__)
@@ -167,3 +169,53 @@ def latest_backtests(session: Session) -> list[TriageBacktest]:
         .order_by(TriageBacktest.study_id.nulls_first())
     )
     return list(session.scalars(statement))
+
+
+def run_all_backtests(
+    session: Session, *, threshold: float = 0.5
+) -> list[tuple[int | None, TriageBacktest | None]]:
+    """Backtest all studies together and then each study; None where none finished."""
+    study_ids = list(session.scalars(select(Study.id).order_by(Study.id)))
+    return [
+        (study_id, run_backtest(session, study_id=study_id, threshold=threshold))
+        for study_id in [None, *study_ids]
+    ]
+
+
+_FIGURES_SQL = """
+SELECT DISTINCT ON (b.study_id) b.study_id, s.protocol_id AS study, b.run_at,
+       b.threshold, b.cases, b.breaches, b.predicted, b.true_positives,
+       b.precision, b.recall, b.detail
+FROM triage_backtests b LEFT JOIN studies s ON s.id = b.study_id
+WHERE (b.study_id IS NULL AND :all_studies) OR {in_scope}
+ORDER BY b.study_id NULLS FIRST, b.id DESC
+"""
+
+
+def backtest_figures(session: Session, scope: Scope) -> list[dict[str, Any]]:
+    """Return the newest backtest of each study in the scope, one row per threshold.
+
+    The backtest over all studies together is included only for scopes that see
+    every study.
+    """
+    sql = _FIGURES_SQL.format(in_scope=study_filter("b.study_id"))
+    rows = session.execute(text(sql), scope.sql_params()).mappings()
+    figures: list[dict[str, Any]] = []
+    for row in rows:
+        for entry in row["detail"].get("thresholds", []):
+            quality = Quality(**entry)
+            figures.append(
+                {
+                    "study": row["study"] or "all studies",
+                    "run_at": row["run_at"],
+                    "threshold": quality.threshold,
+                    "chosen": quality.threshold == row["threshold"],
+                    "cases": quality.cases,
+                    "breaches": quality.breaches,
+                    "predicted": quality.predicted,
+                    "true_positives": quality.true_positives,
+                    "precision": quality.precision,
+                    "recall": quality.recall,
+                }
+            )
+    return figures

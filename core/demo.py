@@ -282,6 +282,7 @@ def _create_readers(
                 trained_on,
                 trained_on + timedelta(days=3 * 365),
                 actor=DEMO_ACTOR,
+                reason="demo portfolio set-up",
             )
         reader_ids[username] = reader.id
     return reader_ids

@@ -39,7 +39,8 @@ WITH readers_here AS (
     FROM readers rd
     WHERE rd.active AND EXISTS (SELECT 1 FROM reader_trainings rt
         WHERE rt.reader_id = rd.id AND rt.study_id = :study_id
-        AND (rt.expires_on IS NULL OR rt.expires_on >= CAST(:today AS date)))
+        AND rt.trained_on <= CAST(:today AS date)
+        AND (rt.expires_on IS NULL OR rt.expires_on > CAST(:today AS date)))
 )
 SELECT
     (SELECT count(*) FROM cases c WHERE c.study_id = :study_id

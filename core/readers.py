@@ -1,7 +1,8 @@
 """The reader network: training records, capacity, working hours and absences.
 
 A reader is *qualified* for a study on a date when a training record for that study
-is current: trained on or before the date and not yet expired. When the charter names
+is current: trained on or before the date and expiring after it, because
+`expires_on` is the first day the training no longer counts. When the charter names
 its response criteria (`criteria` or `response_criteria`, e.g. "RECIST 1.1"), the
 training record must be for those criteria. A reader is *available* at an instant when
 active, inside the working hours of their own time zone and not in an absence.
@@ -33,6 +34,15 @@ EDITABLE_FIELDS = (
 )
 
 
+# Each entry is (field, minimum, maximum). Hours are local hours of the reader's
+# time zone, and an end hour of 24 means midnight at the end of the day.
+_INTEGER_FIELDS = (
+    ("daily_capacity", 0, 1000),
+    ("work_start_hour", 0, 23),
+    ("work_end_hour", 0, 24),
+)
+
+
 class ReaderError(ValueError):
     """A reader edit is invalid; the message names the field and the value."""
 
@@ -55,7 +65,7 @@ def current_training_clause(
     clause = and_(
         ReaderTraining.study_id == study_id,
         ReaderTraining.trained_on <= on,
-        or_(ReaderTraining.expires_on.is_(None), ReaderTraining.expires_on >= on),
+        or_(ReaderTraining.expires_on.is_(None), ReaderTraining.expires_on > on),
     )
     if criteria is not None:
         clause = and_(clause, ReaderTraining.criteria.ilike(criteria))
@@ -105,24 +115,48 @@ def _zone(name: str) -> ZoneInfo:
         return ZoneInfo("UTC")
 
 
-def _check_fields(changes: dict[str, Any]) -> None:
+def check_fields(changes: dict[str, Any]) -> dict[str, Any]:
+    """Return the changes converted to their column types, or raise ReaderError."""
     unknown = set(changes) - set(EDITABLE_FIELDS)
     if unknown:
         raise ReaderError(f"Unknown reader fields: {', '.join(sorted(unknown))}")
-    if "timezone" in changes:
+    checked = dict(changes)
+    if "name" in checked:
+        checked["name"] = str(checked["name"] or "").strip()
+        if not checked["name"]:
+            raise ReaderError("name is missing; give the reader's name")
+    if "email" in checked:
+        checked["email"] = str(checked["email"] or "").strip() or None
+    if "timezone" in checked:
         try:
-            ZoneInfo(str(changes["timezone"]))
+            ZoneInfo(str(checked["timezone"]))
         except (ZoneInfoNotFoundError, ValueError):
             raise ReaderError(
-                f"timezone={changes['timezone']!r} is not an IANA time zone name"
+                f"timezone={checked['timezone']!r} is not an IANA time zone name"
             ) from None
-    if "daily_capacity" in changes and int(changes["daily_capacity"]) < 0:
-        raise ReaderError("daily_capacity must be zero or more reads per day")
-    for field in ("work_start_hour", "work_end_hour"):
-        if field in changes and not 0 <= int(changes[field]) <= 24:
+    for field, low, high in _INTEGER_FIELDS:
+        if field not in checked:
+            continue
+        try:
+            value = int(checked[field])
+        except (TypeError, ValueError):
             raise ReaderError(
-                f"{field}={changes[field]!r} must be an hour from 0 to 24"
-            )
+                f"{field}={checked[field]!r} is not a whole number"
+            ) from None
+        if not low <= value <= high:
+            raise ReaderError(f"{field}={value} must be from {low} to {high}")
+        checked[field] = value
+    if "active" in checked:
+        checked["active"] = bool(checked["active"])
+    return checked
+
+
+def require_reason(reason: str | None) -> str:
+    """Return the stripped reason; raise ReaderError when it is under 3 characters."""
+    stripped = (reason or "").strip()
+    if len(stripped) < 3:
+        raise ReaderError("reason is missing; give at least 3 characters")
+    return stripped
 
 
 def update_reader(
@@ -131,24 +165,31 @@ def update_reader(
     changes: dict[str, Any],
     *,
     actor: str,
-    reason: str | None = None,
+    reason: str,
 ) -> Reader:
-    """Change a reader's profile fields and audit the old and new values."""
-    _check_fields(changes)
+    """Change a reader's profile fields and audit the old and new values.
+
+    Only fields whose value changes are written and audited.
+    """
+    checked = check_fields(changes)
+    reason = require_reason(reason)
     reader = session.get(Reader, reader_id, with_for_update=True)
     if reader is None:
         raise ReaderError(f"Reader {reader_id} not found")
-    old = {field: getattr(reader, field) for field in changes}
-    for field, value in changes.items():
+    changed = {f: v for f, v in checked.items() if getattr(reader, f) != v}
+    if not changed:
+        return reader
+    old = {field: getattr(reader, field) for field in changed}
+    for field, value in changed.items():
         setattr(reader, field, value)
     audit.record(
         session,
         actor=actor,
-        action="reader_updated",
+        action="reader.update",
         entity_type="reader",
         entity_id=reader_id,
         old=old,
-        new=changes,
+        new=changed,
         reason=reason,
     )
     return reader
@@ -163,10 +204,17 @@ def record_training(
     expires_on: date | None,
     *,
     actor: str,
+    reason: str,
 ) -> ReaderTraining:
     """Add or renew a reader's training for a study's criteria, audited."""
-    if expires_on is not None and expires_on < trained_on:
-        raise ReaderError(f"expires_on {expires_on} is before trained_on {trained_on}")
+    reason = require_reason(reason)
+    criteria = (criteria or "").strip()
+    if not criteria:
+        raise ReaderError("criteria is missing; name the response criteria")
+    if expires_on is not None and expires_on <= trained_on:
+        raise ReaderError(
+            f"expires_on {expires_on} must be after trained_on {trained_on}"
+        )
     training = session.scalar(
         select(ReaderTraining)
         .where(
@@ -190,12 +238,13 @@ def record_training(
     audit.record(
         session,
         actor=actor,
-        action="reader_training_recorded",
+        action="reader.training",
         entity_type="reader",
         entity_id=reader_id,
         study_id=study_id,
         old=old,
         new={"criteria": criteria, "trained_on": trained_on, "expires_on": expires_on},
+        reason=reason,
     )
     return training
 
@@ -207,22 +256,24 @@ def add_absence(
     ends_at: datetime,
     *,
     actor: str,
-    note: str = "",
+    reason: str,
 ) -> ReaderAbsence:
-    """Record an out-of-office period (UTC instants), audited."""
+    """Record an out-of-office period (UTC instants) and audit it with the reason."""
+    reason = require_reason(reason)
     if ends_at <= starts_at:
         raise ReaderError(f"Absence ends at {ends_at}, not after it starts {starts_at}")
     absence = ReaderAbsence(
-        reader_id=reader_id, starts_at=starts_at, ends_at=ends_at, note=note
+        reader_id=reader_id, starts_at=starts_at, ends_at=ends_at, note=reason
     )
     session.add(absence)
     session.flush()
     audit.record(
         session,
         actor=actor,
-        action="reader_absence_added",
+        action="reader.absence",
         entity_type="reader",
         entity_id=reader_id,
         new={"absence_id": absence.id, "starts_at": starts_at, "ends_at": ends_at},
+        reason=reason,
     )
     return absence

@@ -19,7 +19,7 @@ from sqlalchemy import func, or_, select
 from sqlalchemy.orm import Session
 from werkzeug.security import check_password_hash
 
-from core import audit, charter, lifecycle, recist
+from core import audit, charter, lifecycle, readers, recist
 from core.lifecycle import WorkflowError
 from core.models import (
     Case,
@@ -27,7 +27,6 @@ from core.models import (
     Instance,
     Read,
     Reader,
-    ReaderTraining,
     Series,
     Study,
     Subject,
@@ -110,16 +109,12 @@ def create_for_design(
 def has_current_training(
     session: Session, reader_id: int, study_id: int, criteria: str, today: date
 ) -> bool:
-    """Return whether the reader has unexpired training for the study's criteria."""
-    found = session.scalar(
-        select(ReaderTraining.id).where(
-            ReaderTraining.reader_id == reader_id,
-            ReaderTraining.study_id == study_id,
-            ReaderTraining.criteria == criteria,
-            or_(ReaderTraining.expires_on.is_(None), ReaderTraining.expires_on > today),
-        )
-    )
-    return found is not None
+    """Return whether the reader has current training for the study's criteria.
+
+    "Current" is the rule the assignment job uses (`core.readers`): trained on or
+    before today, and the expiry date (the first day it no longer counts) is later.
+    """
+    return readers.is_qualified(session, reader_id, study_id, today, criteria)
 
 
 def _require_training(session: Session, reader: Reader, case: Case) -> None:
@@ -208,9 +203,18 @@ def assign_read(
         raise WorkflowError(f"read {read_id} is {read.state} and cannot be assigned")
     if read.reader_id is not None and not (reason or "").strip():
         raise WorkflowError(f"a reason is required to reassign read {read_id}")
-    reader = session.scalar(
-        select(Reader).where(Reader.id == reader_id).with_for_update()
-    )
+    # Lock the new and the previous reader in id order. The assignment job locks
+    # readers in the same order, so their waits on reader rows cannot form a cycle.
+    locked = {
+        row.id: row
+        for row in session.scalars(
+            select(Reader)
+            .where(Reader.id.in_({reader_id, read.reader_id or reader_id}))
+            .order_by(Reader.id)
+            .with_for_update()
+        )
+    }
+    reader = locked.get(reader_id)
     if reader is None or not reader.active:
         raise WorkflowError(f"reader {reader_id} not found or not active")
     case = lifecycle.lock_case(session, read.case_id)
@@ -221,9 +225,7 @@ def assign_read(
 
     old = {"reader_id": read.reader_id, "state": read.state}
     if read.reader_id is not None:
-        previous = session.scalar(
-            select(Reader).where(Reader.id == read.reader_id).with_for_update()
-        )
+        previous = locked.get(read.reader_id)
         if previous is not None:
             previous.open_reads = max(previous.open_reads - 1, 0)
     reader.open_reads += 1

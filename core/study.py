@@ -106,7 +106,8 @@ READERS_SQL = """
 WITH trained AS (
     SELECT DISTINCT rt.reader_id FROM reader_trainings rt
     WHERE rt.study_id = :study_id
-        AND (rt.expires_on IS NULL OR rt.expires_on >= CAST(:now AS date))
+        AND rt.trained_on <= CAST(:now AS date)
+        AND (rt.expires_on IS NULL OR rt.expires_on > CAST(:now AS date))
 ),
 signed AS (
     SELECT r.reader_id, count(*) AS signed_reads,

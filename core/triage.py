@@ -207,8 +207,8 @@ scope AS (
            c.subject_id, t.ordinal, CAST(:at AS timestamptz) AS at
     FROM cases c JOIN timepoints t ON t.id = c.timepoint_id
     WHERE c.state IN ('received', 'qc', 'query', 'reading', 'adjudication')
-      AND c.due_at IS NOT NULL AND (CAST(:study AS integer) IS NULL
-                                    OR c.study_id = :study)
+      AND c.due_at IS NOT NULL
+      AND (:all_studies OR c.study_id = ANY(CAST(:study_ids AS integer[])))
 ), """
     + SCOPED_MODALITY_SQL
     + ", "
@@ -236,11 +236,19 @@ def triage(
     session: Session,
     now: datetime,
     *,
-    study_id: int | None = None,
+    study_ids: list[int] | None = None,
     limit: int = 200,
 ) -> list[TriageRow]:
-    """Return open cases in work order with the parts of each score."""
-    params = model_params(now, now) | {"at": now, "study": study_id, "limit": limit}
+    """Return open cases in work order with the parts of each score.
+
+    `study_ids` limits the cases to those studies; None means every study.
+    """
+    params = model_params(now, now) | {
+        "at": now,
+        "all_studies": study_ids is None,
+        "study_ids": study_ids or [],
+        "limit": limit,
+    }
     session.execute(text("SET LOCAL jit = off"))
     rows = session.execute(text(_TRIAGE_SQL), params)
     return [

@@ -47,8 +47,23 @@ def grid_id(name: str) -> dict[str, str]:
     return {"type": "grid", "name": name}
 
 
-def grid(name: str, columns: list[dict[str, Any]], height: int = 360) -> html.Div:
-    """Return a sortable, filterable grid with a CSV export button."""
+def grid(
+    name: str,
+    columns: list[dict[str, Any]],
+    height: int = 360,
+    *,
+    selectable: bool = False,
+) -> html.Div:
+    """Return a sortable, filterable grid with a CSV export button.
+
+    A selectable grid has a checkbox per row and keeps the selection across
+    refreshes by the rows' `id` field; callbacks read `selectedRows`.
+    """
+    options: dict[str, Any] = {"animateRows": False, "pagination": True}
+    extra: dict[str, Any] = {}
+    if selectable:
+        options["rowSelection"] = {"mode": "multiRow"}
+        extra["getRowId"] = "params.data.id"
     return html.Div(
         [
             html.Button(
@@ -62,9 +77,10 @@ def grid(name: str, columns: list[dict[str, Any]], height: int = 360) -> html.Di
                 columnDefs=columns,
                 rowData=[],
                 defaultColDef={"sortable": True, "filter": True, "resizable": True},
-                dashGridOptions={"animateRows": False, "pagination": True},
+                dashGridOptions=options,
                 csvExportParams={"fileName": f"{name}.csv"},
                 style={"height": f"{height}px"},
+                **extra,
             ),
         ],
         className="grid-block",

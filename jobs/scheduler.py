@@ -76,7 +76,13 @@ def default_jobs(settings: Settings) -> list[JobSpec]:
     from jobs.demo_feed import feed_demo_arrival
     from jobs.ingest import scan_drop_folder
     from jobs.qc import run_auto_qc
-    from jobs.sla import digest_step, fit_step, notify_step, sweep_step
+    from jobs.sla import (
+        backtest_step,
+        digest_step,
+        fit_step,
+        notify_step,
+        sweep_step,
+    )
 
     limit = settings.job_time_limit_seconds
     specs = [
@@ -101,6 +107,7 @@ def default_jobs(settings: Settings) -> list[JobSpec]:
             limit,
         ),
         JobSpec("triage_fit", fit_step, 3600, limit),
+        JobSpec("triage_backtest", backtest_step, 24 * 3600, limit),
         JobSpec("sla_sweep", sweep_step, settings.sla_interval_seconds, limit),
         JobSpec("sla_notify", notify_step, settings.sla_interval_seconds, limit),
         JobSpec("sla_digest", digest_step, 300, limit),

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from core import alerts, sla, triage
+from core import alerts, backtest, sla, triage
 from core.runtime import Runtime
 
 
@@ -37,3 +37,12 @@ def fit_step(runtime: Runtime) -> int:
     """Refit the triage rates from recent history; return the studies fitted."""
     with runtime.sessions.begin() as session:
         return triage.fit_rates(session, datetime.now(UTC))
+
+
+def backtest_step(runtime: Runtime) -> int:
+    """Backtest the breach predictor per study and overall; return the runs stored."""
+    with runtime.sessions.begin() as session:
+        results = backtest.run_all_backtests(
+            session, threshold=runtime.settings.breach_threshold
+        )
+    return sum(1 for _, result in results if result is not None)

@@ -106,7 +106,7 @@ def test_handover_waits_for_charter_wait(sessions: sessionmaker[Session]) -> Non
     with sessions() as session:
         late = _readers_of(session, week8.id)
         handovers = session.scalars(
-            select(AuditEntry).where(AuditEntry.action == "subject_handover")
+            select(AuditEntry).where(AuditEntry.action == "subject.handover")
         ).all()
     assert early["primary"] is None
     assert late["primary"] == spare.id
@@ -181,7 +181,7 @@ def test_absent_reader_reads_move(sessions: sessionmaker[Session]) -> None:
     with sessions() as session:
         readers = _readers_of(session, case.id)
         entry = session.scalars(
-            select(AuditEntry).where(AuditEntry.action == "read_reassigned")
+            select(AuditEntry).where(AuditEntry.action == "read.reassign")
         ).one()
         assert len(moved) == 1
         assert first.id not in readers.values()
@@ -215,7 +215,7 @@ def test_manual_reassign_rules(sessions: sessionmaker[Session]) -> None:
         )
     with sessions() as session:
         entry = session.scalars(
-            select(AuditEntry).where(AuditEntry.action == "read_reassigned")
+            select(AuditEntry).where(AuditEntry.action == "read.reassign")
         ).one()
         assert read.reader_id == spare.id
         assert entry.actor == "sm"

@@ -187,7 +187,7 @@ def test_acknowledge_is_audited(sessions: sessionmaker[Session]) -> None:
         alerts.acknowledge(session, alert_id, actor="manager", now=NOW)
     with sessions() as session:
         entry = session.scalars(
-            select(AuditEntry).where(AuditEntry.action == "alert_acknowledged")
+            select(AuditEntry).where(AuditEntry.action == "alert.acknowledge")
         ).one()
     assert entry.actor == "manager"
     assert entry.entity_id == str(alert_id)

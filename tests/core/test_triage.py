@@ -7,8 +7,14 @@ from datetime import timedelta
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
-from core.backtest import latest_backtests, run_backtest
-from core.models import Exam, Instance, Read, Series, TriageCaseModality
+from core.access import make_scope
+from core.backtest import (
+    backtest_figures,
+    latest_backtests,
+    run_all_backtests,
+    run_backtest,
+)
+from core.models import Exam, Instance, Read, Series, Study, TriageCaseModality
 from core.triage import fit_rates, triage
 from tests.factories import NOW, make_case, make_reader, make_study
 
@@ -61,6 +67,24 @@ def test_triage_order_and_parts(sessions: sessionmaker[Session]) -> None:
     assert tight_row.breach_probability > rows[3].breach_probability
 
 
+def _finished_history(session: Session, study: Study) -> None:
+    """Add ten finished cases; cases 8 and 9 finish after their 240 h SLA."""
+    first = make_reader(session, f"A {study.protocol_id}", study)
+    second = make_reader(session, f"B {study.protocol_id}", study)
+    for number in range(10):
+        received = NOW - timedelta(days=100 - number)
+        case = make_case(session, study, f"301-9{number:03d}", received=received)
+        # Cases 8 and 9 finish after their 240 h SLA; the others in 100 h.
+        hours = 300 if number >= 8 else 100
+        case.state = "done"
+        case.completed_at = received + timedelta(hours=hours)
+        for read in session.query(Read).filter_by(case_id=case.id):
+            read.state = "signed"
+            read.reader_id = first.id if read.kind == "primary" else second.id
+            read.assigned_at = received + timedelta(hours=1)
+            read.signed_at = received + timedelta(hours=hours)
+
+
 def test_backtest_counts_breaches(sessions: sessionmaker[Session]) -> None:
     """Ten finished cases; the 70% split leaves cases 6 to 9 for the replay.
 
@@ -69,20 +93,7 @@ def test_backtest_counts_breaches(sessions: sessionmaker[Session]) -> None:
     """
     with sessions.begin() as session:
         study = make_study(session, timepoints=1)
-        first = make_reader(session, "A", study)
-        second = make_reader(session, "B", study)
-        for number in range(10):
-            received = NOW - timedelta(days=100 - number)
-            case = make_case(session, study, f"301-9{number:03d}", received=received)
-            # Cases 8 and 9 finish after their 240 h SLA; the others in 100 h.
-            hours = 300 if number >= 8 else 100
-            case.state = "done"
-            case.completed_at = received + timedelta(hours=hours)
-            for read in session.query(Read).filter_by(case_id=case.id):
-                read.state = "signed"
-                read.reader_id = first.id if read.kind == "primary" else second.id
-                read.assigned_at = received + timedelta(hours=1)
-                read.signed_at = received + timedelta(hours=hours)
+        _finished_history(session, study)
     with sessions.begin() as session:
         result = run_backtest(session, study_id=study.id)
     assert result is not None
@@ -131,3 +142,32 @@ def test_fit_learns_reader_speed(sessions: sessionmaker[Session]) -> None:
         round(rows[open_slow.id].predicted_hours - rows[open_fast.id].predicted_hours)
         == 60
     )
+
+
+def test_backtest_figures_follow_scope(sessions: sessionmaker[Session]) -> None:
+    with sessions.begin() as session:
+        own = make_study(session, timepoints=1)
+        other = make_study(session, "CNS-110", timepoints=1)
+        _finished_history(session, own)
+        _finished_history(session, other)
+    with sessions.begin() as session:
+        results = dict(run_all_backtests(session, threshold=0.5))
+    manager = make_scope("sm", "study_manager", frozenset({own.id}))
+    admin = make_scope("admin", "admin", frozenset())
+    with sessions() as session:
+        mine = backtest_figures(session, manager)
+        every = backtest_figures(session, admin)
+    assert {row["study"] for row in mine} == {"ONC-301"}
+    assert {row["study"] for row in every} == {"all studies", "ONC-301", "CNS-110"}
+    assert [row["threshold"] for row in mine] == [0.3, 0.5, 0.7]
+    chosen = [row for row in mine if row["chosen"]]
+    assert len(chosen) == 1
+    stored = results[own.id]
+    assert stored is not None
+    assert chosen[0]["cases"] == stored.cases
+    assert chosen[0]["breaches"] == stored.breaches
+    assert chosen[0]["precision"] == stored.precision
+    assert chosen[0]["recall"] == stored.recall
+    overall = results[None]
+    assert overall is not None
+    assert overall.cases == 2 * stored.cases

@@ -34,6 +34,9 @@ PAGE_ROLES = {
     "/portfolio": {"admin", "leadership"},
     "/study": {"admin", "leadership", "study_manager"},
     "/capacity": {"admin", "leadership", "study_manager"},
+    "/alerts": {"admin", "leadership", "study_manager"},
+    "/triage": {"admin", "leadership", "study_manager"},
+    "/readers": {"admin", "study_manager"},
     "/sponsor": {"admin", "sponsor"},
     "/quarantine": {"admin", "leadership", "study_manager", "qc_reviewer"},
     "/case": {"admin", "leadership", "study_manager", "qc_reviewer", "reader"},
@@ -45,6 +48,7 @@ OUTPUT_ROLES = {
     "study-reassign-message": {"admin", "study_manager"},
     "study-hold-message": {"admin", "study_manager"},
     "study-ack-message": {"admin", "study_manager"},
+    "alerts-message": {"admin", "study_manager"},
     "quarantine-message": {"admin", "study_manager", "qc_reviewer"},
     "case-image": {"admin", "qc_reviewer", "reader"},
 }
@@ -76,6 +80,10 @@ def _input_values(username: str, world: World, work: Workload) -> dict[str, Any]
         "portfolio-group.value": "study",
         "capacity-weeks.value": 12,
         "capacity-readers.value": 0,
+        "alerts-study.value": own_study,
+        "alerts-show-acknowledged.value": [1],
+        "triage-study.value": own_study,
+        "readers-select.value": work.spare_reader,
     }
 
 

@@ -16,8 +16,9 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 from werkzeug.serving import make_server
 
+from core.backtest import run_all_backtests
 from core.config import PROJECT_ROOT
-from core.models import Alert, AuditEntry, Read
+from core.models import Alert, AuditEntry, Read, Reader
 from tests.dashboard.conftest import Workload, World
 from tests.web_factories import PASSWORD
 
@@ -40,13 +41,32 @@ JOURNEYS = {
         "/portfolio",
         "/study",
         "/capacity",
+        "/alerts",
+        "/triage",
+        "/readers",
         "/sponsor",
         "/quarantine",
         "/case",
         "/qc",
     ],
-    "leader": ["/portfolio", "/study", "/capacity", "/quarantine"],
-    "manager_a": ["/study", "/capacity", "/quarantine", "/case", "/qc"],
+    "leader": [
+        "/portfolio",
+        "/study",
+        "/capacity",
+        "/alerts",
+        "/triage",
+        "/quarantine",
+    ],
+    "manager_a": [
+        "/study",
+        "/capacity",
+        "/alerts",
+        "/triage",
+        "/readers",
+        "/quarantine",
+        "/case",
+        "/qc",
+    ],
     "qc_a": ["/qc", "/quarantine", "/case"],
     "reader_a": ["/reads", "/case"],
     "sponsor_a": ["/sponsor"],
@@ -55,6 +75,9 @@ PAGE_TEXT = {
     "/portfolio": "ONC-301",
     "/study": "Dr Reader 0",
     "/capacity": "Open cases now",
+    "/alerts": "breached",
+    "/triage": "ONC-301",
+    "/readers": "Dr Reader 0",
     "/sponsor": "Open cases",
     "/quarantine": "Quarantined files",
     "/case": "State reading",
@@ -177,3 +200,70 @@ def test_manager_reassigns_and_acknowledges(
     assert read is not None and read.reader_id == workload.spare_reader
     assert alert is not None and alert.acknowledged_by == "manager_a"
     assert sorted(actions) == ["alert.acknowledge", "read.reassign"]
+
+
+def test_manager_uses_alerts_and_readers(
+    browser: object,
+    base_url: str,
+    world: World,
+    workload: Workload,
+    sessions: sessionmaker[Session],
+) -> None:
+    from playwright.sync_api import expect
+
+    page = browser.new_page(viewport={"width": 1400, "height": 1000})  # type: ignore[attr-defined]
+    _login(page, base_url, "manager_a")
+
+    page.goto(f"{base_url}/alerts")
+    page.get_by_text("breached").first.wait_for(timeout=20000)
+    page.locator(".ag-row .ag-checkbox-input").first.click()
+    page.click("#alerts-acknowledge")
+    page.get_by_text(f"Acknowledged 1 of 1 alerts ({workload.alert_a}).").wait_for(
+        timeout=20000
+    )
+    _screenshot(page, "manager_a-alerts-after-acknowledge")
+
+    page.goto(f"{base_url}/readers")
+    page.get_by_text("Dr Reader 1").first.wait_for(timeout=20000)
+    page.click("#readers-select")
+    page.get_by_text("Dr Reader 1").last.click()
+    # Wait for the chosen reader's profile to load before overwriting a field.
+    capacity = page.locator("#readers-daily_capacity")
+    expect(capacity).to_have_value("10", timeout=20000)
+    capacity.fill("7")
+    page.fill("#readers-profile-reason", "Half-time this month")
+    page.click("#readers-profile-save")
+    page.get_by_text(f"Reader {workload.spare_reader}: Saved.").wait_for(timeout=20000)
+    _screenshot(page, "manager_a-readers-after-edit")
+
+    with sessions.begin() as session:
+        results = dict(run_all_backtests(session, threshold=0.5))
+    replayed = results[world.study_a]
+    assert replayed is not None
+    page.goto(f"{base_url}/triage")
+    chosen = page.locator(".ag-cell[col-id='chosen']", has_text="yes")
+    chosen.wait_for(timeout=20000)
+    row = page.locator(".ag-row").filter(has=chosen)
+    shown_cases = row.locator(".ag-cell[col-id='cases']").inner_text()
+    _screenshot(page, "manager_a-triage-backtest")
+    assert shown_cases == str(replayed.cases)
+
+    with sessions() as session:
+        alert = session.get(Alert, workload.alert_a)
+        reader = session.get(Reader, workload.spare_reader)
+        entries = session.scalars(
+            select(AuditEntry).where(
+                AuditEntry.action.in_(["alert.acknowledge", "reader.update"])
+            )
+        ).all()
+    assert alert is not None
+    assert alert.acknowledged_by == "manager_a"
+    assert reader is not None
+    assert reader.daily_capacity == 7
+    assert sorted((e.action, e.actor) for e in entries) == [
+        ("alert.acknowledge", "manager_a"),
+        ("reader.update", "manager_a"),
+    ]
+    assert [e.reason for e in entries if e.action == "reader.update"] == [
+        "Half-time this month"
+    ]

@@ -73,7 +73,7 @@ def test_two_processes_share_work(
         )
         audits = session.execute(
             select(AuditEntry.entity_id, func.count())
-            .where(AuditEntry.action == "read_assigned")
+            .where(AuditEntry.action == "read.assign")
             .group_by(AuditEntry.entity_id)
         ).all()
         same_pair = session.scalar(

@@ -127,6 +127,7 @@ def test_default_jobs(settings: Settings) -> None:
         ("assign_reads", True),
         ("reassign_stalled_reads", True),
         ("triage_fit", True),
+        ("triage_backtest", True),
         ("sla_sweep", True),
         ("sla_notify", True),
         ("sla_digest", True),
