@@ -133,7 +133,8 @@ def web_process(url: str, data_dir: Path) -> Iterator[tuple[str, int]]:
         "IMAGINGOPS_LOG_LEVEL": "WARNING",
     }
     command = [sys.executable, str(PROJECT_ROOT / "app.py"), "web", "--workers", "2"]
-    process = subprocess.Popen(command, env=env)
+    log = (data_dir / "web.log").open("wb")
+    process = subprocess.Popen(command, env=env, stdout=log, stderr=log)
     base = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + 60
@@ -151,6 +152,7 @@ def web_process(url: str, data_dir: Path) -> Iterator[tuple[str, int]]:
     finally:
         process.terminate()
         process.wait(timeout=30)
+        log.close()
 
 
 def login(base: str, username: str) -> requests.Session:
@@ -197,6 +199,28 @@ def _body(spec: dict[str, Any], values: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+def router_body(path: str) -> dict[str, Any]:
+    """Build the body of Dash's page router callback, which runs a page's layout.
+
+    Dash registers the router on the app's first request, so it is not yet in the
+    callback map that `callback_bodies` reads.
+    """
+    outputs = [
+        {"id": "_pages_content", "property": "children"},
+        {"id": "_pages_store", "property": "data"},
+    ]
+    return {
+        "output": ".._pages_content.children..._pages_store.data..",
+        "outputs": outputs,
+        "inputs": [
+            {"id": "_pages_location", "property": "pathname", "value": path},
+            {"id": "_pages_location", "property": "search", "value": ""},
+        ],
+        "state": [],
+        "changedPropIds": ["_pages_location.pathname"],
+    }
+
+
 def _page(spec: dict[str, Any]) -> str:
     first = spec["inputs"][0]["id"]
     return str(first["name"] if isinstance(first, dict) else first).split("-")[0]
@@ -213,14 +237,9 @@ def callback_bodies(engine: Engine, data_dir: Path) -> list[tuple[str, str, dict
     settings = dataclasses.replace(load_settings(), data_dir=data_dir)
     url = engine.url.render_as_string(hide_password=False)
     app = create_app(Runtime(settings, url, engine, make_sessionmaker(engine)))
-    bodies = []
-    for callback_id, spec in app.callback_map.items():
+    bodies = [(f"open {path}", path[1:], router_body(path)) for path in PAGE_PATHS]
+    for spec in app.callback_map.values():
         if spec.get("callback") is None or _on_click(spec):
-            continue
-        if "_pages_content" in callback_id:
-            for path in PAGE_PATHS:
-                values = {"_pages_location.pathname": path}
-                bodies.append((f"open {path}", path[1:], _body(spec, values)))
             continue
         name = spec["callback"].__module__.rsplit(".", 1)[-1] + "."
         name += spec["callback"].__name__
@@ -229,9 +248,8 @@ def callback_bodies(engine: Engine, data_dir: Path) -> list[tuple[str, str, dict
             if any(f"{i['id']}.{i['property']}" == key for i in spec["inputs"]):
                 for choice in choices:
                     label = f"{name} ({key.split('.')[0]}={choice})"
-                    bodies.append(
-                        (label, _page(spec), _body(spec, VALUES | {key: choice}))
-                    )
+                    body = _body(spec, VALUES | {key: choice})
+                    bodies.append((label, _page(spec), body))
     return bodies
 
 
@@ -289,6 +307,9 @@ def run(cases: int, count: int) -> None:
         started = time.perf_counter()
         with engine.begin() as conn:
             generate_portfolio(conn, cases=cases)
+        # Autovacuum would do this soon after such a load; index-only scans need it.
+        with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+            conn.execute(text("VACUUM (ANALYZE)"))
         print(f"Generated {cases:,} cases in {time.perf_counter() - started:.0f} s")
         add_users(engine)
         bodies = callback_bodies(engine, Path(tmp))

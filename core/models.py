@@ -171,10 +171,23 @@ class Case(Base):
             "ix_cases_open_study_state",
             "study_id",
             "state",
+            postgresql_include=["first_received_at", "due_at"],
             postgresql_where=text(f"{_in('state', OPEN_CASE_STATES)}"),
         ),
         Index("ix_cases_study_received", "study_id", "first_received_at"),
         Index("ix_cases_study_completed", "study_id", "completed_at"),
+        # The dashboard's figures over a date range of every study in scope.
+        Index(
+            "ix_cases_done_completed",
+            "completed_at",
+            postgresql_include=["study_id", "first_received_at", "due_at"],
+            postgresql_where=text("state = 'done'"),
+        ),
+        Index(
+            "ix_cases_received",
+            "first_received_at",
+            postgresql_include=["study_id", "state"],
+        ),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -413,7 +426,12 @@ class Query(Base):
     __tablename__ = "queries"
     __table_args__ = (
         CheckConstraint("state IN ('open', 'resolved', 'cancelled')", name="state"),
-        Index("ix_queries_open", "case_id", postgresql_where=text("state = 'open'")),
+        Index(
+            "ix_queries_open",
+            "case_id",
+            postgresql_include=["opened_at"],
+            postgresql_where=text("state = 'open'"),
+        ),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
