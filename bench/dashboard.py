@@ -26,6 +26,7 @@ import tempfile
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -37,7 +38,7 @@ from sqlalchemy import Engine, text
 
 from bench.common import bench_database
 from bench.portfolio_data import generate_portfolio
-from core import accounts
+from core import accounts, rollups
 from core.config import PROJECT_ROOT, load_settings
 from core.db import make_sessionmaker
 from core.runtime import Runtime
@@ -311,6 +312,10 @@ def run(cases: int, count: int) -> None:
         with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
             conn.execute(text("VACUUM (ANALYZE)"))
         print(f"Generated {cases:,} cases in {time.perf_counter() - started:.0f} s")
+        started = time.perf_counter()
+        with make_sessionmaker(engine).begin() as session:
+            rollups.rebuild(session, datetime.now(UTC))
+        print(f"Rebuilt the rollups in {time.perf_counter() - started:.1f} s")
         add_users(engine)
         bodies = callback_bodies(engine, Path(tmp))
         url = engine.url.render_as_string(hide_password=False)

@@ -25,7 +25,7 @@ COLUMNS = [
     ui.column("reason_code", "Reason code"),
     ui.column("reason", "Reason", flex=2, wrapText=True, autoHeight=True),
     ui.column("source", "Source"),
-    ui.column("received", "Received"),
+    ui.time_column("received", "Received"),
 ]
 
 
