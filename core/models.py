@@ -175,7 +175,7 @@ class Case(Base):
             "ix_cases_open_study_state",
             "study_id",
             "state",
-            postgresql_include=["first_received_at", "due_at"],
+            postgresql_include=["first_received_at", "due_at", "id"],
             postgresql_where=text(f"{_in('state', OPEN_CASE_STATES)}"),
         ),
         Index("ix_cases_study_received", "study_id", "first_received_at"),

@@ -126,14 +126,17 @@ double_read AS (
     GROUP BY st.group_id
 )"""
 
-OPEN_QUERIES_CTE = """
+# Open queries of open cases: a query left open on a cancelled case waits on no one.
+# Joining only open cases also lets PostgreSQL read ix_cases_open_study_state
+# instead of every case.
+OPEN_QUERIES_CTE = f"""
 open_queries AS (
     SELECT st.group_id, count(*) AS open_queries,
         extract(epoch FROM CAST(:now AS timestamptz) - min(q.opened_at)) / 86400
             AS oldest_query_days
     FROM queries q JOIN cases c ON c.id = q.case_id
         JOIN scoped st ON st.study_id = c.study_id
-    WHERE q.state = 'open'
+    WHERE q.state = 'open' AND c.state IN ({OPEN_STATES_SQL})
     GROUP BY st.group_id
 )"""
 

@@ -19,13 +19,14 @@ OPEN_STATES = "state IN ('received', 'qc', 'query', 'reading', 'adjudication', '
 
 
 def upgrade() -> None:
-    # Open-case counts, age buckets and past-due counts read only the index.
+    # Open-case counts, age buckets, past-due counts and the open-query join
+    # read only the index.
     op.drop_index("ix_cases_open_study_state", table_name="cases")
     op.create_index(
         "ix_cases_open_study_state",
         "cases",
         ["study_id", "state"],
-        postgresql_include=["first_received_at", "due_at"],
+        postgresql_include=["first_received_at", "due_at", "id"],
         postgresql_where=sa.text(OPEN_STATES),
     )
     # Turnaround and SLA figures of cases done in a date range, across studies.
