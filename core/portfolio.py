@@ -8,6 +8,7 @@ instance's arrival). Times are UTC; days are UTC calendar days.
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from typing import Any
@@ -358,13 +359,30 @@ SELECT (SELECT coalesce(max(id), 0) FROM audit_log) AS audit_id,
     (SELECT coalesce(max(id), 0) FROM quarantined_files) AS quarantine_id
 """
 
+# One index descent on ix_audit_log_study_id per study in the scope.
+SCOPED_MARKER_SQL = """
+SELECT (SELECT coalesce(max(last_id), 0)
+        FROM unnest(CAST(:study_ids AS integer[])) AS scoped(study_id)
+        CROSS JOIN LATERAL (SELECT max(a.id) AS last_id FROM audit_log a
+            WHERE a.study_id = scoped.study_id) AS latest) AS audit_id,
+    (SELECT coalesce(max(id), 0) FROM quarantined_files) AS quarantine_id
+"""
 
-def change_marker(session: Session) -> str:
+
+def change_marker(session: Session, scope: Scope | None = None) -> str:
     """Return a value that changes whenever workflow data or arrivals change.
 
     Every workflow change writes an audit row, and arrivals add instance or
-    quarantine rows, so three indexed max() lookups stand in for re-running every
-    aggregate on each refresh.
+    quarantine rows, so a few indexed max() lookups stand in for re-running every
+    aggregate on each refresh. A scope limited to some studies follows only their
+    audit rows (every workflow row, a new case included, carries its study) and the
+    quarantine. The value is a digest, so it shows no counts or times of studies
+    outside the scope.
     """
-    row = session.execute(text(CHANGE_MARKER_SQL)).one()
-    return f"{row.audit_id}:{row.last_instance}:{row.quarantine_id}"
+    if scope is None or scope.study_ids is None:
+        row = session.execute(text(CHANGE_MARKER_SQL)).one()
+        values = f"{row.audit_id}:{row.last_instance}:{row.quarantine_id}"
+    else:
+        row = session.execute(text(SCOPED_MARKER_SQL), scope.sql_params()).one()
+        values = f"{row.audit_id}:{row.quarantine_id}"
+    return hashlib.sha256(values.encode()).hexdigest()[:16]

@@ -76,7 +76,7 @@ def layout(**_: Any) -> html.Div:
 )
 def refresh_marker(_: int, previous: str | None) -> Any:
     with read_session() as session:
-        marker = portfolio.change_marker(session)
+        marker = portfolio.change_marker(session, current_scope())
     return dash.no_update if marker == previous else marker
 
 

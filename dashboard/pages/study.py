@@ -157,7 +157,7 @@ def _hold_form() -> html.Div:
 )
 def refresh_marker(_: int, previous: str | None) -> Any:
     with read_session() as session:
-        marker = portfolio.change_marker(session)
+        marker = portfolio.change_marker(session, current_scope())
     return dash.no_update if marker == previous else marker
 
 

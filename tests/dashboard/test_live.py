@@ -12,7 +12,8 @@ import pydicom
 from flask.testing import FlaskClient
 from sqlalchemy.orm import Session, sessionmaker
 
-from core import portfolio
+from core import audit, portfolio
+from core.access import make_scope
 from core.dicom_synth import retag
 from core.ingest.pipeline import ingest_folder
 from core.runtime import Runtime
@@ -144,3 +145,33 @@ def test_arrival_shows_on_next_refresh(
     assert _received_in_study_a(client, new_marker) == 1
     with sessions() as session:
         assert portfolio.change_marker(session) == new_marker
+
+
+def test_sponsor_marker_ignores_other_studies(
+    sessions: sessionmaker[Session], world: World
+) -> None:
+    scope_a = make_scope("sponsor_a", "sponsor", frozenset({world.study_a}))
+    scope_b = make_scope("sponsor_b", "sponsor", frozenset({world.study_b}))
+    with sessions() as session:
+        before_a = portfolio.change_marker(session, scope_a)
+        before_b = portfolio.change_marker(session, scope_b)
+        before_all = portfolio.change_marker(session)
+    with sessions.begin() as session:
+        audit.record(
+            session,
+            actor="ingest",
+            action="case.created",
+            entity_type="case",
+            entity_id=1,
+            study_id=world.study_a,
+        )
+    with sessions() as session:
+        after_a = portfolio.change_marker(session, scope_a)
+        after_b = portfolio.change_marker(session, scope_b)
+        after_all = portfolio.change_marker(session)
+    assert after_a != before_a
+    assert after_all != before_all
+    assert after_b == before_b
+    # A digest: no audit id or arrival time of another study shows through.
+    assert len(after_b) == 16
+    assert int(after_b, 16) >= 0
