@@ -126,6 +126,7 @@ class Settings:
     escalation_hours: float = 4.0
     digest_hour: int = 8
     breach_threshold: float = 0.5
+    rollup_interval_seconds: int = 300
 
 
 def load_settings() -> Settings:
@@ -178,4 +179,7 @@ def load_settings() -> Settings:
         escalation_hours=env_float("IMAGINGOPS_SLA_ESCALATION_HOURS", 4.0),
         digest_hour=env_int("IMAGINGOPS_DIGEST_HOUR", 8, minimum=0, maximum=23),
         breach_threshold=env_float("IMAGINGOPS_BREACH_THRESHOLD", 0.5),
+        rollup_interval_seconds=env_int(
+            "IMAGINGOPS_ROLLUP_INTERVAL_SECONDS", 300, minimum=10
+        ),
     )

@@ -164,21 +164,46 @@ def forecast(
     today: date | None = None,
 ) -> Forecast:
     """Project the study's backlog, with `reader_change` readers added or removed."""
+    return forecasts(
+        session,
+        scope,
+        study_id,
+        weeks=weeks,
+        reader_changes=(reader_change,),
+        today=today,
+    )[0]
+
+
+def forecasts(
+    session: Session,
+    scope: Scope,
+    study_id: int,
+    *,
+    weeks: int = 12,
+    reader_changes: tuple[int, ...] = (0,),
+    today: date | None = None,
+) -> list[Forecast]:
+    """Project the study's backlog once per reader change, querying the inputs once."""
     today = today or datetime.now(UTC).date()
     inputs = load_inputs(session, scope, study_id, today)
     arrivals = expected_arrivals(session, scope, study_id, today, weeks)
-    extra = reader_change * inputs.mean_reader_capacity * WORKING_DAYS_PER_WEEK
-    capacity = max(0.0, inputs.cases_per_week + extra / inputs.reads_per_case)
-    backlog = project(inputs.open_cases, arrivals, capacity)
-    breach = first_breach(backlog, inputs, capacity)
     week_starts = [today + timedelta(weeks=index) for index in range(weeks)]
-    return Forecast(
-        inputs,
-        week_starts,
-        arrivals,
-        backlog,
-        week_starts[breach] if breach >= 0 else None,
-    )
+    results = []
+    for reader_change in reader_changes:
+        extra = reader_change * inputs.mean_reader_capacity * WORKING_DAYS_PER_WEEK
+        capacity = max(0.0, inputs.cases_per_week + extra / inputs.reads_per_case)
+        backlog = project(inputs.open_cases, arrivals, capacity)
+        breach = first_breach(backlog, inputs, capacity)
+        results.append(
+            Forecast(
+                inputs,
+                week_starts,
+                arrivals,
+                backlog,
+                week_starts[breach] if breach >= 0 else None,
+            )
+        )
+    return results
 
 
 @dataclass(frozen=True)

@@ -133,7 +133,11 @@ class Subject(Base):
     """A trial participant by pseudonymous id; never a patient name."""
 
     __tablename__ = "subjects"
-    __table_args__ = (UniqueConstraint("study_id", "subject_code"),)
+    __table_args__ = (
+        UniqueConstraint("study_id", "subject_code"),
+        # A study's subjects in id order, for the missing-visit anti-joins.
+        Index("ix_subjects_study_id_id", "study_id", "id"),
+    )
 
     id: Mapped[int] = mapped_column(primary_key=True)
     study_id: Mapped[int] = mapped_column(ForeignKey("studies.id"))
@@ -171,10 +175,29 @@ class Case(Base):
             "ix_cases_open_study_state",
             "study_id",
             "state",
+            postgresql_include=["first_received_at", "due_at", "id"],
             postgresql_where=text(f"{_in('state', OPEN_CASE_STATES)}"),
         ),
         Index("ix_cases_study_received", "study_id", "first_received_at"),
         Index("ix_cases_study_completed", "study_id", "completed_at"),
+        # The dashboard's figures over a date range of every study in scope.
+        Index(
+            "ix_cases_done_completed",
+            "completed_at",
+            postgresql_include=["study_id", "first_received_at", "due_at"],
+            postgresql_where=text("state = 'done'"),
+        ),
+        Index(
+            "ix_cases_received",
+            "first_received_at",
+            postgresql_include=["study_id", "state"],
+        ),
+        Index(
+            "ix_cases_cancelled_changed",
+            "state_changed_at",
+            postgresql_include=["study_id"],
+            postgresql_where=text("state = 'cancelled'"),
+        ),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -413,7 +436,12 @@ class Query(Base):
     __tablename__ = "queries"
     __table_args__ = (
         CheckConstraint("state IN ('open', 'resolved', 'cancelled')", name="state"),
-        Index("ix_queries_open", "case_id", postgresql_where=text("state = 'open'")),
+        Index(
+            "ix_queries_open",
+            "case_id",
+            postgresql_include=["opened_at"],
+            postgresql_where=text("state = 'open'"),
+        ),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -600,3 +628,48 @@ class TriageCaseModality(Base):
 
     case_id: Mapped[int] = mapped_column(ForeignKey("cases.id"), primary_key=True)
     modality: Mapped[str] = mapped_column(String(16))
+
+
+# --- Dashboard rollups ----------------------------------------------------------
+
+
+class DashboardFigure(Base):
+    """Turnaround, SLA, QC and adjudication figures of one study or sponsor over the
+    last `range_days` days, computed by the jobs process (`core.rollups`)."""
+
+    __tablename__ = "dashboard_figures"
+    __table_args__ = (
+        CheckConstraint("group_kind IN ('study', 'sponsor')", name="group_kind"),
+    )
+
+    group_kind: Mapped[str] = mapped_column(String(16), primary_key=True)
+    group_id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    range_days: Mapped[int] = mapped_column(Integer, primary_key=True)
+    computed_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    done_cases: Mapped[int] = mapped_column(Integer)
+    median_hours: Mapped[float | None] = mapped_column(Float)
+    p90_hours: Mapped[float | None] = mapped_column(Float)
+    sla_met_pct: Mapped[float | None] = mapped_column(Float)
+    qc_first_pass_pct: Mapped[float | None] = mapped_column(Float)
+    adjudication_pct: Mapped[float | None] = mapped_column(Float)
+
+
+class CaseDailyCount(Base):
+    """Cases of a study opened (first arrival) and closed (done or cancelled) on one
+    UTC day, counting only events before `RollupMark.counted_before`."""
+
+    __tablename__ = "case_daily_counts"
+
+    study_id: Mapped[int] = mapped_column(ForeignKey("studies.id"), primary_key=True)
+    day: Mapped[date] = mapped_column(Date, primary_key=True)
+    arrivals: Mapped[int] = mapped_column(Integer)
+    closures: Mapped[int] = mapped_column(Integer)
+
+
+class RollupMark(Base):
+    """The time up to which a rollup table counted; later events are read live."""
+
+    __tablename__ = "rollup_marks"
+
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    counted_before: Mapped[datetime] = mapped_column(DateTime(timezone=True))

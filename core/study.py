@@ -47,10 +47,13 @@ def pipeline(session: Session, scope: Scope, study_id: int) -> list[dict[str, An
 SITES_SQL = """
 WITH arrivals AS (
     SELECT c.site_id, count(*) AS arrivals,
-        100.0 * avg(CASE WHEN EXISTS (SELECT 1 FROM queries q WHERE q.case_id = c.id)
-            THEN 0 ELSE 1 END) FILTER (WHERE c.state IN
-            ('query', 'reading', 'adjudication', 'done')) AS qc_first_pass_pct
+        100.0 * avg(CASE WHEN hq.found IS NULL THEN 1 ELSE 0 END) FILTER (WHERE
+            c.state IN ('query', 'reading', 'adjudication', 'done'))
+            AS qc_first_pass_pct
     FROM cases c
+    -- A lookup per case in range; a hashed subplan would read every query.
+    LEFT JOIN LATERAL (SELECT 1 AS found FROM queries q WHERE q.case_id = c.id
+        LIMIT 1) hq ON true
     WHERE c.study_id = :study_id AND c.first_received_at >= :since
     GROUP BY c.site_id
 ),
@@ -122,7 +125,8 @@ signed AS (
 ),
 open_work AS (
     SELECT r.reader_id, count(*) AS open_reads
-    FROM reads r WHERE r.state IN ('assigned', 'in_progress')
+    FROM reads r JOIN trained t ON t.reader_id = r.reader_id
+    WHERE r.state IN ('assigned', 'in_progress')
     GROUP BY r.reader_id
 )
 SELECT rd.id AS reader_id, rd.name, rd.timezone, rd.daily_capacity,

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import os
 import secrets
+import time
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -51,8 +52,23 @@ def create_server(runtime: Runtime) -> flask.Flask:
     server.wsgi_app = ProxyFix(  # type: ignore[method-assign]
         server.wsgi_app, x_for=1, x_proto=1, x_host=1, x_prefix=1
     )
+    server.before_request(_start_timer)
+    server.after_request(_add_server_timing)
     auth.init_login(server)
     return server
+
+
+def _start_timer() -> None:
+    flask.g.request_started = time.perf_counter()
+
+
+def _add_server_timing(response: flask.Response) -> flask.Response:
+    """Report the time spent in this process, for browsers' tools and the benchmark."""
+    started = flask.g.get("request_started")
+    if started is not None:
+        elapsed_ms = (time.perf_counter() - started) * 1000
+        response.headers["Server-Timing"] = f"app;dur={elapsed_ms:.2f}"
+    return response
 
 
 def create_app(runtime: Runtime) -> dash.Dash:

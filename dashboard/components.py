@@ -23,6 +23,11 @@ def column(field: str, header: str, **options: Any) -> dict[str, Any]:
     return {"field": field, "headerName": header, **options}
 
 
+def time_column(field: str, header: str, **options: Any) -> dict[str, Any]:
+    """Return a column for local times, wide enough for the time zone name."""
+    return column(field, header, minWidth=230, **options)
+
+
 def number_column(
     field: str, header: str, digits: int = 0, **options: Any
 ) -> dict[str, Any]:

@@ -76,6 +76,7 @@ def default_jobs(settings: Settings) -> list[JobSpec]:
     from jobs.demo_feed import feed_demo_arrival
     from jobs.ingest import scan_drop_folder
     from jobs.qc import run_auto_qc
+    from jobs.rollups import rebuild_step
     from jobs.sla import (
         backtest_step,
         digest_step,
@@ -112,6 +113,9 @@ def default_jobs(settings: Settings) -> list[JobSpec]:
         JobSpec("sla_notify", notify_step, settings.sla_interval_seconds, limit),
         JobSpec("sla_digest", digest_step, 300, limit),
         JobSpec("prune_job_runs", prune_job_runs, 3600, limit),
+        JobSpec(
+            "dashboard_rollups", rebuild_step, settings.rollup_interval_seconds, limit
+        ),
     ]
     if settings.demo_feed_seconds:
         # The step writes nothing unless the database holds the demo portfolio.

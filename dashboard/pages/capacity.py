@@ -79,9 +79,8 @@ def update(study_id: Any, weeks: Any, readers: Any) -> tuple[Any, ...]:
     change = min(max(int(readers or 0), -50), 50)
     scope = current_scope()
     with read_session() as session:
-        base = forecast.forecast(session, scope, int(study_id), weeks=weeks)
-        what_if = forecast.forecast(
-            session, scope, int(study_id), weeks=weeks, reader_change=change
+        base, what_if = forecast.forecasts(
+            session, scope, int(study_id), weeks=weeks, reader_changes=(0, change)
         )
         test = forecast.backtest(session, scope, int(study_id))
     return (

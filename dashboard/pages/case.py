@@ -21,7 +21,7 @@ IMAGE_ROLES = ("admin", "qc_reviewer", "reader")
 dash.register_page(__name__, path="/case", name="Case", order=6, roles=ROLES)
 
 COLUMNS = [
-    ui.column("at", "Time"),
+    ui.time_column("at", "Time"),
     ui.column("actor", "By"),
     ui.column("action", "Event"),
     ui.column("entity", "Record"),

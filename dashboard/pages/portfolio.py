@@ -13,7 +13,7 @@ from core import portfolio
 from core.models import OPEN_CASE_STATES
 from dashboard import components as ui
 from dashboard.access import secure_callback
-from dashboard.context import current_scope, read_session
+from dashboard.context import current_scope, local_time, read_session
 
 ROLES = ("admin", "leadership")
 
@@ -39,6 +39,7 @@ COLUMNS = [
     ui.number_column("adjudication_pct", "Adjudication (%)", 1),
     ui.number_column("open_queries", "Open queries"),
     ui.number_column("oldest_query_days", "Oldest query (d)", 1),
+    ui.time_column("figures_at", "Range figures as of"),
 ]
 
 
@@ -90,7 +91,7 @@ def layout(**_: Any) -> html.Div:
 def refresh_marker(_: int, previous: str | None) -> Any:
     """Change the marker only when data changed, so figures re-query only then."""
     with read_session() as session:
-        marker = portfolio.change_marker(session)
+        marker = portfolio.change_marker(session, current_scope())
     return dash.no_update if marker == previous else marker
 
 
@@ -106,13 +107,15 @@ def refresh_marker(_: int, previous: str | None) -> Any:
 def update_summary(_: str, days: int, group: str) -> tuple[Any, ...]:
     now = datetime.now(UTC)
     with read_session() as session:
-        rows = portfolio.summaries(
+        rows = portfolio.dashboard_summaries(
             session,
             current_scope(),
             now=now,
-            since=now - timedelta(days=int(days)),
+            days=int(days),
             group="sponsor" if group == "sponsor" else "study",
         )
+    for row in rows:
+        row["figures_at"] = local_time(row["figures_at"])
     if group != "sponsor":
         study_path = dash.get_relative_path("/study")
         for row in rows:

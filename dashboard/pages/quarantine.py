@@ -25,7 +25,7 @@ COLUMNS = [
     ui.column("reason_code", "Reason code"),
     ui.column("reason", "Reason", flex=2, wrapText=True, autoHeight=True),
     ui.column("source", "Source"),
-    ui.column("received", "Received"),
+    ui.time_column("received", "Received"),
 ]
 
 
@@ -60,7 +60,7 @@ def layout(**_: Any) -> html.Div:
 )
 def refresh_marker(_: int, previous: str | None) -> Any:
     with read_session() as session:
-        marker = portfolio.change_marker(session)
+        marker = portfolio.change_marker(session, current_scope())
     return dash.no_update if marker == previous else marker
 
 

@@ -16,7 +16,7 @@ from dash import Input, Output, State, dcc, html
 from core import portfolio, study
 from dashboard import components as ui
 from dashboard.access import secure_callback
-from dashboard.context import current_scope, read_session
+from dashboard.context import current_scope, local_time, read_session
 
 ROLES = ("admin", "sponsor")
 
@@ -76,7 +76,7 @@ def layout(**_: Any) -> html.Div:
 )
 def refresh_marker(_: int, previous: str | None) -> Any:
     with read_session() as session:
-        marker = portfolio.change_marker(session)
+        marker = portfolio.change_marker(session, current_scope())
     return dash.no_update if marker == previous else marker
 
 
@@ -97,7 +97,9 @@ def update(_: Any, study_id: int | None, days: int) -> tuple[Any, ...]:
     now = datetime.now(UTC)
     since = now - timedelta(days=int(days or 30))
     with read_session() as session:
-        rows = portfolio.summaries(session, scope, now=now, since=since)
+        rows = portfolio.dashboard_summaries(
+            session, scope, now=now, days=int(days or 30)
+        )
         stages = study.pipeline(session, scope, int(study_id))
         sites = study.sites(session, scope, int(study_id), now=now, since=since)
     summary = next((row for row in rows if row["study_id"] == int(study_id)), {})
@@ -110,4 +112,8 @@ def _cards(summary: dict[str, Any]) -> list[html.Div]:
         value = summary.get(field)
         text = "n/a" if value is None else fmt.format(value)
         cards.append(html.Div([html.Div(label), html.Strong(text)], className="card"))
+    if summary.get("figures_at") is not None:
+        as_of = local_time(summary["figures_at"])
+        note = f"Turnaround, SLA and QC figures as of {as_of}"
+        cards.append(html.Div(note, className="as-of"))
     return cards

@@ -34,7 +34,7 @@ RISK_COLUMNS = [
     ui.column("subject_code", "Subject"),
     ui.column("timepoint", "Timepoint"),
     ui.column("state", "State"),
-    ui.column("due", "Due"),
+    ui.time_column("due", "Due"),
     ui.number_column("hours_left", "Hours left (h)", 1),
     ui.number_column("risk_score", "Triage score (share of SLA used)", 2),
 ]
@@ -44,7 +44,7 @@ ALERT_COLUMNS = [
     ui.column("subject_code", "Subject"),
     ui.column("step", "Step"),
     ui.column("kind", "Kind"),
-    ui.column("created", "Raised"),
+    ui.time_column("created", "Raised"),
 ]
 READ_COLUMNS = [
     ui.number_column("read_id", "Read"),
@@ -157,7 +157,7 @@ def _hold_form() -> html.Div:
 )
 def refresh_marker(_: int, previous: str | None) -> Any:
     with read_session() as session:
-        marker = portfolio.change_marker(session)
+        marker = portfolio.change_marker(session, current_scope())
     return dash.no_update if marker == previous else marker
 
 

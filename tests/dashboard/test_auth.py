@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import logging
+
 import flask
+import pytest
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
+from core import accounts
 from core.models import AuditEntry
 from tests.dashboard.conftest import World, callback_body, csrf_header, login
+from tests.web_factories import PASSWORD
 
 MARKER_CALLBACK = callback_body(
     [("portfolio-marker", "data")],
@@ -130,3 +135,113 @@ def test_logins_are_audited(
         )
     assert actions == ["login.failed", "login.ok"]
     assert denied == 0
+
+
+def test_login_locks_after_failures(
+    server: flask.Flask, world: World, sessions: sessionmaker[Session]
+) -> None:
+    client = server.test_client()
+    for _ in range(accounts.MAX_FAILED_LOGINS):
+        assert login(client, "leader", "wrong password") == 401
+    # The right password no longer opens the account while it is locked.
+    assert login(client, "leader") == 401
+    page = client.get("/login")
+    assert client.get("/portfolio").status_code == 302
+    assert page.status_code == 200
+    with sessions() as session:
+        actions = session.scalars(
+            select(AuditEntry.action)
+            .where(AuditEntry.action.like("login.%"))
+            .order_by(AuditEntry.id)
+        ).all()
+    assert actions == ["login.failed"] * accounts.MAX_FAILED_LOGINS + ["login.locked"]
+
+
+def test_locked_login_names_the_lock(server: flask.Flask, world: World) -> None:
+    client = server.test_client()
+    for _ in range(accounts.MAX_FAILED_LOGINS):
+        login(client, "leader", "wrong password")
+    page = client.get("/login").get_data(as_text=True)
+    token = page.split('name="csrf_token" value="')[1].split('"')[0]
+    response = client.post(
+        "/login",
+        data={"username": "leader", "password": PASSWORD, "csrf_token": token},
+    )
+    assert response.status_code == 401
+    assert "locked" in response.get_data(as_text=True)
+
+
+def test_cookies_over_plain_http(server: flask.Flask, world: World) -> None:
+    client = server.test_client()
+    page = client.get("/login")
+    cookies = page.headers.getlist("Set-Cookie")
+    session_cookie = next(value for value in cookies if value.startswith("session="))
+    assert "Secure" not in session_cookie
+    assert "HttpOnly" in session_cookie
+    login(client, "leader")
+    cookies = client.get("/portfolio").headers.getlist("Set-Cookie")
+    csrf_cookie = next(value for value in cookies if value.startswith("_csrf_token="))
+    assert "SameSite=Strict" in csrf_cookie
+    assert "Secure" not in csrf_cookie
+
+
+def test_csrf_cookie_secure_over_https(server: flask.Flask, world: World) -> None:
+    client = server.test_client()
+    login(client, "leader")
+    response = client.get("/portfolio", headers={"X-Forwarded-Proto": "https"})
+    cookies = response.headers.getlist("Set-Cookie")
+    csrf_cookie = next(value for value in cookies if value.startswith("_csrf_token="))
+    assert "Secure" in csrf_cookie
+
+
+def test_logout_needs_csrf_token(server: flask.Flask, world: World) -> None:
+    client = server.test_client()
+    login(client, "leader")
+    assert client.post("/logout").status_code == 403
+    assert client.get("/portfolio").status_code == 200
+
+
+def test_prefix_from_proxy_reaches_login_redirect(
+    server: flask.Flask, world: World
+) -> None:
+    client = server.test_client()
+    headers = {"X-Forwarded-Prefix": "/imaging"}
+    page = client.get("/login", headers=headers).get_data(as_text=True)
+    token = page.split('name="csrf_token" value="')[1].split('"')[0]
+    response = client.post(
+        "/login?next=/portfolio",
+        data={"username": "leader", "password": PASSWORD, "csrf_token": token},
+        headers=headers,
+    )
+    assert response.headers["Location"] == "/imaging/portfolio"
+
+
+def test_denial_is_logged_and_audited(
+    server: flask.Flask,
+    world: World,
+    sessions: sessionmaker[Session],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    client = server.test_client()
+    login(client, "sponsor_a")
+    with caplog.at_level(logging.WARNING, logger="dashboard.auth"):
+        assert client.get("/portfolio").status_code == 403
+    assert "Denied page /portfolio to user sponsor_a" in caplog.text
+    with sessions() as session:
+        denial = session.scalars(
+            select(AuditEntry).where(AuditEntry.action == "access.denied")
+        ).one()
+    assert denial.actor == "sponsor_a"
+    assert denial.new_values == {"request": "page /portfolio", "path": "/portfolio"}
+
+
+def test_logins_are_logged(
+    server: flask.Flask, world: World, caplog: pytest.LogCaptureFixture
+) -> None:
+    client = server.test_client()
+    with caplog.at_level(logging.INFO, logger="core.accounts"):
+        login(client, "leader", "wrong password")
+        login(client, "leader")
+    assert "Failed login for user leader" in caplog.text
+    assert "User leader logged in" in caplog.text
+    assert "correct horse" not in caplog.text

@@ -132,6 +132,7 @@ def test_default_jobs(settings: Settings) -> None:
         ("sla_notify", True),
         ("sla_digest", True),
         ("prune_job_runs", True),
+        ("dashboard_rollups", True),
         ("demo_feed", False),
     ]
     assert specs[0].interval_seconds == settings.ingest_interval_seconds

@@ -1,0 +1,76 @@
+"""Capacity forecast: weekly backlog from open cases and trained reader capacity."""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime, timedelta
+
+import pytest
+from sqlalchemy.orm import Session, sessionmaker
+
+from core import forecast
+from core.access import make_scope
+from core.models import Reader, ReaderTraining
+from tests.web_factories import make_case, make_study
+
+TODAY = date(2026, 3, 10)
+EVERYTHING = make_scope("lead", "leadership", frozenset())
+
+
+@pytest.fixture
+def study_id(sessions: sessionmaker[Session]) -> int:
+    """One reader (10 reads a day) trained on a study with 50 open cases."""
+    received = datetime(2026, 3, 9, 12, 0, tzinfo=UTC)
+    with sessions.begin() as session:
+        study = make_study(session, "ONC-301", "Acme")
+        reader = Reader(name="Dr One", daily_capacity=10)
+        session.add(reader)
+        session.flush()
+        session.add(
+            ReaderTraining(
+                reader_id=reader.id,
+                study_id=study.id,
+                criteria="RECIST 1.1",
+                trained_on=date(2026, 1, 5),
+            )
+        )
+        for i in range(50):
+            make_case(
+                session,
+                study,
+                f"301-{i:04d}",
+                state="reading",
+                received=received,
+                due=received + timedelta(days=5),
+            )
+        return study.id
+
+
+def test_backlog_drains_by_weekly_capacity(
+    sessions: sessionmaker[Session], study_id: int
+) -> None:
+    with sessions() as session:
+        result = forecast.forecast(session, EVERYTHING, study_id, weeks=3, today=TODAY)
+    # 10 reads/day x 5 days / 2.3 reads per case (2 + the default 0.3 adjudication
+    # share) = 21.74 cases a week.
+    assert result.inputs.cases_per_week == pytest.approx(50 / 2.3)
+    assert result.backlog == pytest.approx([50 - 50 / 2.3, 50 - 100 / 2.3, 0.0])
+
+
+def test_added_reader_doubles_capacity(
+    sessions: sessionmaker[Session], study_id: int
+) -> None:
+    with sessions() as session:
+        base, what_if = forecast.forecasts(
+            session,
+            EVERYTHING,
+            study_id,
+            weeks=3,
+            reader_changes=(0, 1),
+            today=TODAY,
+        )
+        single = forecast.forecast(
+            session, EVERYTHING, study_id, weeks=3, reader_change=1, today=TODAY
+        )
+    assert what_if.backlog == pytest.approx([50 - 100 / 2.3, 0.0, 0.0])
+    assert what_if.backlog == single.backlog
+    assert base.backlog[0] > what_if.backlog[0]
