@@ -242,6 +242,6 @@ def test_logins_are_logged(
     with caplog.at_level(logging.INFO, logger="core.accounts"):
         login(client, "leader", "wrong password")
         login(client, "leader")
-    assert "Failed login for user leader" in caplog.text
+    assert "Failed password check (login.failed) for user leader" in caplog.text
     assert "User leader logged in" in caplog.text
     assert "correct horse" not in caplog.text
