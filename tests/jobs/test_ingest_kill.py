@@ -155,8 +155,9 @@ def test_killed_jobs_ingest_each_file_once(runtime: Runtime) -> None:
     returncode = process.wait(timeout=DEADLINE_SECONDS)
 
     assert returncode == 0
-    # Every kill hit an ingest in progress.
-    assert max(rows_at_kill) < FILES
+    # The first kill, at a quarter of the rows and without delay, hits an ingest in
+    # progress; a later one may come after the last batch on a busy machine.
+    assert rows_at_kill[0] < FILES
     with runtime.sessions() as session:
         stored = session.execute(
             select(
