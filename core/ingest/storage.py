@@ -14,6 +14,7 @@ import os
 import re
 import uuid
 from pathlib import Path
+from typing import BinaryIO
 
 try:
     _libc: ctypes.CDLL | None = ctypes.CDLL(
@@ -49,12 +50,14 @@ def write_durably(path: Path, data: bytes, *, sync: bool = True) -> None:
     caller must call `sync_filesystem` before relying on the file, which lets one
     flush cover a whole batch.
     """
-    if path.exists() and path.stat().st_size == len(data):
-        return
-    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        if path.stat().st_size == len(data):
+            return
+    except FileNotFoundError:
+        pass
     temporary = path.with_name(f".{path.name}.{uuid.uuid4().hex}.part")
     try:
-        with open(temporary, "wb") as handle:
+        with _create(temporary) as handle:
             handle.write(data)
             if sync:
                 handle.flush()
@@ -67,6 +70,15 @@ def write_durably(path: Path, data: bytes, *, sync: bool = True) -> None:
         raise
     if sync:
         fsync_directory(path.parent)
+
+
+def _create(path: Path) -> BinaryIO:
+    """Open a new file for writing, creating its folders only when missing."""
+    try:
+        return open(path, "xb")
+    except FileNotFoundError:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        return open(path, "xb")
 
 
 def sync_filesystem(folder: Path) -> None:
