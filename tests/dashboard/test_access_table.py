@@ -37,6 +37,7 @@ PAGE_ROLES = {
     "/alerts": {"admin", "leadership", "study_manager"},
     "/triage": {"admin", "leadership", "study_manager"},
     "/readers": {"admin", "study_manager"},
+    "/jobs": {"admin", "leadership", "study_manager"},
     "/sponsor": {"admin", "sponsor"},
     "/quarantine": {"admin", "leadership", "study_manager", "qc_reviewer"},
     "/case": {"admin", "leadership", "study_manager", "qc_reviewer", "reader"},
