@@ -154,6 +154,7 @@ def _seed_study(url: str) -> None:
     from core import migrate
     from core.db import make_engine, make_sessionmaker
     from core.models import Charter, Site, Sponsor, Study, Timepoint
+    from tests.ingest_fixtures import charter_document
 
     engine = make_engine(url)
     migrate.upgrade(engine)
@@ -168,7 +169,7 @@ def _seed_study(url: str) -> None:
             Charter(
                 study_id=study.id,
                 version=1,
-                document={"sla": {"total_hours": 240}},
+                document=charter_document(list(TIMEPOINTS), 240),
                 loaded_by="bench",
             )
         )

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pydicom.data
 from sqlalchemy.orm import Session, sessionmaker
 
+from core import charter
 from core.dicom_synth import retag
 from core.models import Charter, Site, Sponsor, Study, Timepoint
 
@@ -24,6 +26,29 @@ def pydicom_file(name: str) -> Path:
     return path
 
 
+def charter_document(visit_codes: list[str], total_hours: int) -> dict[str, Any]:
+    """Return a complete charter document, as `charter load` stores it.
+
+    Ingest needs only the SLA, but the automated QC job, which runs beside ingest
+    in the jobs process, reads every section.
+    """
+    visits = "\n".join(
+        f"  - {{code: {code}, target_day: {56 * ordinal}, window_days: 7, "
+        f"baseline: {str(ordinal == 0).lower()}}}"
+        for ordinal, code in enumerate(visit_codes)
+    )
+    return charter.parse(
+        f"""
+visits:
+{visits}
+qc: {{allowed_modalities: [CT, MR]}}
+read_design: {{type: double}}
+response_criteria: RECIST 1.1
+sla: {{total_hours: {total_hours}}}
+"""
+    )
+
+
 def make_study(sessions: sessionmaker[Session]) -> int:
     """Create study ONC-301 with site S01, timepoints BL and W8 and a charter."""
     with sessions.begin() as session:
@@ -37,7 +62,7 @@ def make_study(sessions: sessionmaker[Session]) -> int:
             Charter(
                 study_id=study.id,
                 version=1,
-                document={"sla": {"total_hours": SLA_HOURS}},
+                document=charter_document(["BL", "W8"], SLA_HOURS),
                 loaded_by="tests",
             )
         )
