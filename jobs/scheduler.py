@@ -25,6 +25,7 @@ import os
 import signal
 import socket
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -266,8 +267,40 @@ def first_run_times(
     return first
 
 
+class SkippedRunFilter(logging.Filter):
+    """Rate-limit APScheduler's warning that a run was skipped because one is running.
+
+    A drop folder scan of a large upload outlasts its 2-second interval, and the
+    scheduler then warns on every tick. One warning per job per `every_seconds`
+    goes through, with the count of the skipped runs it stands for.
+    """
+
+    def __init__(self, every_seconds: float = 600.0) -> None:
+        super().__init__()
+        self.every_seconds = every_seconds
+        self._last: dict[str, tuple[float, int]] = {}
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if "skipped: maximum number of running instances" not in str(record.msg):
+            return True
+        job = str(record.args[0]) if isinstance(record.args, tuple) else ""
+        now = time.monotonic()
+        reported_at, hidden = self._last.get(job, (None, 0))
+        if reported_at is not None and now - reported_at < self.every_seconds:
+            self._last[job] = (reported_at, hidden + 1)
+            return False
+        self._last[job] = (now, 0)
+        if hidden:
+            record.msg = f"{record.msg}; {hidden} more runs skipped before this one"
+        return True
+
+
+_SKIPPED_RUNS = SkippedRunFilter()
+
+
 def build_scheduler(runtime: Runtime, specs: list[JobSpec]) -> BackgroundScheduler:
     """Create the scheduler with one interval job per spec, not yet started."""
+    logging.getLogger("apscheduler.scheduler").addFilter(_SKIPPED_RUNS)
     scheduler = BackgroundScheduler(
         timezone=UTC,
         executors={"default": ThreadPoolExecutor(max(len(specs), 1))},

@@ -21,6 +21,7 @@ from core.models import JobRun
 from core.runtime import Runtime
 from jobs.scheduler import (
     JobSpec,
+    SkippedRunFilter,
     default_jobs,
     first_run_times,
     prune_job_runs,
@@ -187,3 +188,33 @@ def test_sigterm_finishes_step(
     assert row.ok is True
     assert row.items == 3
     assert b"stopping after the runs in flight" in stderr
+
+
+def test_skipped_run_warnings_are_rate_limited() -> None:
+    limiter = SkippedRunFilter(every_seconds=3600)
+
+    def warning(job: str) -> logging.LogRecord:
+        return logging.LogRecord(
+            "apscheduler.scheduler",
+            logging.WARNING,
+            __file__,
+            1,
+            'Execution of job "%s" skipped: maximum number of running instances '
+            "reached (%d)",
+            (job, 1),
+            None,
+        )
+
+    passed = [limiter.filter(warning("scan")) for _ in range(5)]
+    other_job = limiter.filter(warning("qc"))
+    unrelated = limiter.filter(
+        logging.LogRecord("x", logging.WARNING, __file__, 1, "other", None, None)
+    )
+    limiter.every_seconds = 0
+    late = warning("scan")
+
+    assert passed == [True, False, False, False, False]
+    assert other_job is True
+    assert unrelated is True
+    assert limiter.filter(late) is True
+    assert late.getMessage().endswith("; 4 more runs skipped before this one")
