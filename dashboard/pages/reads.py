@@ -271,6 +271,9 @@ def _summary(view: dict[str, Any]) -> list[Any]:
         ),
         html.Div(f"State: {view['state']}"),
     ]
+    history = view["history"]
+    if history:
+        lines.append(html.Div(_history_text(history)))
     if view["kind"] != "adjudication" and view["assessment"]:
         lines.append(html.Div(_response_text(view)))
     if view["signed_at"] is not None:
@@ -282,6 +285,19 @@ def _summary(view: dict[str, Any]) -> list[Any]:
             )
         )
     return lines
+
+
+def _history_text(history: dict[str, Any]) -> str:
+    def mm(value: float | None) -> str:
+        return "not evaluable" if value is None else f"{value:g} mm"
+
+    sites = ", ".join(t["site"] for t in history["baseline_targets"]) or "none"
+    baseline = mm(history["baseline_sum"])
+    nadir = mm(history["nadir_sum"])
+    return (
+        f"Earlier signed timepoints of this read track: baseline sum {baseline}, "
+        f"nadir {nadir}. Baseline target lesions: {sites}."
+    )
 
 
 def _response_text(view: dict[str, Any]) -> str:
@@ -328,7 +344,10 @@ def open_read(read_id: Any) -> tuple[Any, ...]:
     if read_id is None:
         return (HIDDEN, HIDDEN, [], [], *form.form_values(None))
     view = _load_view(int(read_id))
-    values = form.form_values(view["assessment"])
+    if view["assessment"] is None and view["history"]:
+        values = form.baseline_values(view["history"])
+    else:
+        values = form.form_values(view["assessment"])
     if view["kind"] == "adjudication":
         candidates = view.get("candidates", [])
         options = [
