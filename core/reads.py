@@ -277,9 +277,26 @@ def earlier_sums(session: Session, read: Read, case: Case) -> list[float | None]
     order. NOTE: an unscheduled visit sorts by its place in the charter's visit list,
     not by its scan date.
     """
-    ordinal, is_baseline = _case_order(session, case)
-    if is_baseline:
+    if _case_order(session, case)[1]:
         return []
+    assessments = _earlier_track_assessments(session, read, case)
+    if not assessments:
+        track = read.kind if read.kind in PRIMARY_KINDS else "primary"
+        raise WorkflowError(
+            f"the subject's baseline {track} read is not signed yet; sign it before "
+            f"assessing case {case.id}"
+        )
+    return [recist.sum_of_diameters(a.targets) for a in assessments]
+
+
+def _earlier_track_assessments(
+    session: Session, read: Read, case: Case
+) -> list[recist.Assessment]:
+    """Return the track's signed assessments before this case, baseline first.
+
+    The list is empty when the track's baseline read is not signed yet.
+    """
+    ordinal, _ = _case_order(session, case)
     track = read.kind if read.kind in PRIMARY_KINDS else "primary"
     rows = session.execute(
         select(Read.assessment, Timepoint.is_baseline)
@@ -295,14 +312,33 @@ def earlier_sums(session: Session, read: Read, case: Case) -> list[float | None]
         .order_by(Timepoint.is_baseline.desc(), Timepoint.ordinal)
     ).all()
     if not rows or not rows[0].is_baseline:
-        raise WorkflowError(
-            f"the subject's baseline {track} read is not signed yet; sign it before "
-            f"assessing case {case.id}"
-        )
-    return [
-        recist.sum_of_diameters(recist.parse_assessment(row.assessment).targets)
-        for row in rows
-    ]
+        return []
+    return [recist.parse_assessment(row.assessment) for row in rows]
+
+
+def track_history(session: Session, read: Read, case: Case) -> dict[str, Any]:
+    """Return what a follow-up reader needs from the read track's earlier timepoints.
+
+    That is the baseline target lesions (RECIST 1.1 follows the same lesions at
+    every timepoint), whether non-target lesions were present at baseline, and the
+    baseline sum and the nadir in mm. The result is empty
+    at baseline, for adjudication reads and before the baseline read is signed.
+    """
+    if read.kind not in PRIMARY_KINDS or _case_order(session, case)[1]:
+        return {}
+    assessments = _earlier_track_assessments(session, read, case)
+    if not assessments:
+        return {}
+    sums = [recist.sum_of_diameters(a.targets) for a in assessments]
+    known = [value for value in sums if value is not None]
+    return {
+        "baseline_targets": [
+            {"site": t.site, "is_node": t.is_node} for t in assessments[0].targets
+        ],
+        "baseline_non_target": assessments[0].non_target,
+        "baseline_sum": sums[0],
+        "nadir_sum": min(known) if known else None,
+    }
 
 
 def save_assessment(
@@ -629,6 +665,7 @@ def read_view(session: Session, read_id: int, *, user_id: int) -> dict[str, Any]
         "signature_name": read.signature_name,
         "signed_at": read.signed_at,
         "signature_meaning": read.signature_meaning,
+        "history": track_history(session, read, case),
     }
     if read.kind == "adjudication":
         view["candidates"] = [

@@ -143,3 +143,19 @@ def form_values(assessment: dict[str, Any] | None) -> list[Any]:
     values.append(assessment.get("non_target", "absent"))
     values.append(assessment.get("new_lesions", "no"))
     return values
+
+
+def baseline_values(history: dict[str, Any]) -> list[Any]:
+    """Return the form's field values with the baseline lesion sites filled in.
+
+    Diameters stay empty because the reader measures them at this timepoint. When
+    the baseline had non-target lesions, their status stays empty too, so the
+    reader has to assess it instead of inheriting "absent".
+    """
+    values = form_values(None)
+    for index, lesion in enumerate(history["baseline_targets"][:TARGET_ROWS]):
+        values[3 * index] = lesion["site"]
+        values[3 * index + 2] = [NODE] if lesion.get("is_node") else []
+    if history.get("baseline_non_target", "absent") != "absent":
+        values[-2] = None
+    return values

@@ -19,6 +19,7 @@ from core import accounts, portfolio, reads, recist
 from core.access import AccessDenied
 from core.lifecycle import WorkflowError
 from dashboard import components as ui
+from dashboard import read_panels as panels
 from dashboard import recist_form as form
 from dashboard.access import secure_callback
 from dashboard.context import current_user, local_time, read_session, runtime
@@ -26,12 +27,6 @@ from dashboard.context import current_user, local_time, read_session, runtime
 log = logging.getLogger(__name__)
 
 ROLES = ("reader",)
-KIND_LABELS = {
-    "primary": "R1 (primary read)",
-    "secondary": "R2 (secondary read)",
-    "adjudication": "Adjudication",
-    "reread": "Re-read",
-}
 HIDDEN = {"display": "none"}
 SHOWN: dict[str, str] = {}
 
@@ -67,125 +62,10 @@ def layout(**_: Any) -> html.Div:
                 className="controls",
             ),
             html.Div(id="reads-summary", className="method"),
-            html.Div(_entry_form(), id="reads-entry", style=HIDDEN),
-            html.Div(_adjudication_form(), id="reads-adjudication", style=HIDDEN),
+            html.Div(panels.entry_form(), id="reads-entry", style=HIDDEN),
+            html.Div(panels.adjudication_form(), id="reads-adjudication", style=HIDDEN),
         ]
     )
-
-
-def _target_row(row: int) -> html.Tr:
-    return html.Tr(
-        [
-            html.Td(str(row)),
-            html.Td(
-                dcc.Input(
-                    id=form.field_id(row, "site"),
-                    placeholder="Site, e.g. liver segment 4",
-                    style={"width": "260px"},
-                )
-            ),
-            html.Td(
-                dcc.Input(
-                    id=form.field_id(row, "mm"),
-                    type="number",
-                    placeholder="mm",
-                    style={"width": "120px"},
-                )
-            ),
-            html.Td(
-                dcc.Checklist(
-                    id=form.field_id(row, "flags"),
-                    options=form.FLAG_OPTIONS,
-                    value=[],
-                    inline=True,
-                )
-            ),
-        ]
-    )
-
-
-def _entry_form() -> list[Any]:
-    header = html.Tr(
-        [
-            html.Th("Target lesion"),
-            html.Th("Site"),
-            html.Th("Longest diameter, or short axis of a node (mm)"),
-            html.Th("Marks"),
-        ]
-    )
-    rows = [_target_row(row) for row in range(1, form.TARGET_ROWS + 1)]
-    return [
-        html.H3("RECIST 1.1 assessment"),
-        html.Table([html.Thead(header), html.Tbody(rows)], className="lesions"),
-        html.Div(
-            [
-                html.Label("Non-target lesions", htmlFor="reads-non-target"),
-                dcc.Dropdown(
-                    id="reads-non-target",
-                    options=form.NON_TARGET_OPTIONS,
-                    clearable=False,
-                ),
-                html.Label("New lesions", htmlFor="reads-new-lesions"),
-                dcc.Dropdown(
-                    id="reads-new-lesions",
-                    options=form.NEW_LESION_OPTIONS,
-                    clearable=False,
-                ),
-                html.Button("Save assessment", id="reads-save", n_clicks=0),
-            ],
-            className="controls",
-        ),
-        html.Div(id="reads-save-message", role="status"),
-        html.H3("Sign"),
-        html.P(f"Signature meaning: {reads.READ_MEANING}."),
-        html.Div(
-            [
-                dcc.Input(
-                    id="reads-sign-password",
-                    type="password",
-                    placeholder="Re-enter your password",
-                    autoComplete="current-password",
-                    style={"width": "300px"},
-                ),
-                html.Button("Sign and lock", id="reads-sign", n_clicks=0),
-            ],
-            className="controls",
-        ),
-        html.Div(id="reads-sign-message", role="status"),
-    ]
-
-
-def _adjudication_form() -> list[Any]:
-    return [
-        html.H3("Adjudication: choose one assessment"),
-        html.Div(id="reads-candidates", className="charts"),
-        html.Div(
-            [
-                dcc.RadioItems(id="reads-choice", options=[], inline=True),
-                dcc.Input(
-                    id="reads-adjudication-reason",
-                    placeholder="Reason for the choice (required)",
-                    style={"width": "400px"},
-                ),
-            ],
-            className="controls",
-        ),
-        html.P(f"Signature meaning: {reads.ADJUDICATION_MEANING}."),
-        html.Div(
-            [
-                dcc.Input(
-                    id="reads-adjudication-password",
-                    type="password",
-                    placeholder="Re-enter your password",
-                    autoComplete="current-password",
-                    style={"width": "300px"},
-                ),
-                html.Button("Choose and sign", id="reads-adjudicate", n_clicks=0),
-            ],
-            className="controls",
-        ),
-        html.Div(id="reads-adjudication-message", role="status"),
-    ]
 
 
 @secure_callback(
@@ -215,7 +95,7 @@ def update_worklist(*args: Any) -> tuple[Any, ...]:
     with read_session() as session:
         rows = reads.worklist(session, current_user().id)
     for row in rows:
-        row["task"] = KIND_LABELS.get(row.pop("kind"), "")
+        row["task"] = panels.KIND_LABELS.get(row.pop("kind"), "")
         row["due"] = local_time(row.pop("due_at"))
         row["urgent"] = "yes" if row["urgent"] else ""
         row.pop("is_baseline")
@@ -245,7 +125,7 @@ def _closed_read_option(read_id: int) -> list[dict[str, Any]]:
             return []
     label = (
         f"Read {read_id}: {view['subject_code']} {view['timepoint']}, "
-        f"{KIND_LABELS.get(view['kind'], '')} ({view['state']})"
+        f"{panels.KIND_LABELS.get(view['kind'], '')} ({view['state']})"
     )
     return [{"label": label, "value": read_id}]
 
@@ -261,38 +141,6 @@ def _load_view(read_id: int) -> dict[str, Any]:
             return reads.read_view(session, read_id, user_id=current_user().id)
         except (PermissionError, LookupError) as exc:
             raise AccessDenied(str(exc)) from None
-
-
-def _summary(view: dict[str, Any]) -> list[Any]:
-    lines = [
-        html.Strong(
-            f"Read {view['read_id']}: subject {view['subject_code']}, "
-            f"timepoint {view['timepoint']}, {KIND_LABELS.get(view['kind'], '')}"
-        ),
-        html.Div(f"State: {view['state']}"),
-    ]
-    if view["kind"] != "adjudication" and view["assessment"]:
-        lines.append(html.Div(_response_text(view)))
-    if view["signed_at"] is not None:
-        lines.append(
-            html.Div(
-                f"Signed by {view['signature_name']} at "
-                f"{local_time(view['signed_at'], '%Y-%m-%d %H:%M:%S')}; meaning: "
-                f"{view['signature_meaning']}"
-            )
-        )
-    return lines
-
-
-def _response_text(view: dict[str, Any]) -> str:
-    assessment = recist.parse_assessment(view["assessment"])
-    total = recist.sum_of_diameters(assessment.targets)
-    sum_text = "not evaluable" if total is None else f"{total:g} mm"
-    if view["response"] is None:
-        response = "none at baseline (RECIST 1.1 records baseline measurements only)"
-    else:
-        response = view["response"]
-    return f"Sum of diameters {sum_text}; timepoint response: {response}"
 
 
 @secure_callback(
@@ -312,7 +160,7 @@ def show_summary(read_id: Any, *_: Any) -> tuple[Any, ...]:
     view = _load_view(int(read_id))
     # A signed read is locked; the core rejects changes to it in any case.
     locked = view["state"] not in reads.OPEN_READ_STATES
-    return _summary(view), locked, locked, locked
+    return panels.summary(view), locked, locked, locked
 
 
 @secure_callback(
@@ -328,50 +176,19 @@ def open_read(read_id: Any) -> tuple[Any, ...]:
     if read_id is None:
         return (HIDDEN, HIDDEN, [], [], *form.form_values(None))
     view = _load_view(int(read_id))
-    values = form.form_values(view["assessment"])
+    if view["assessment"] is None and view["history"]:
+        values = form.baseline_values(view["history"])
+    else:
+        values = form.form_values(view["assessment"])
     if view["kind"] == "adjudication":
         candidates = view.get("candidates", [])
         options = [
             {"label": f"Assessment {c['label']}", "value": c["read_id"]}
             for c in candidates
         ]
-        panels = [_candidate_panel(c) for c in candidates]
-        return (HIDDEN, SHOWN, panels, options, *values)
+        cards = [panels.candidate_panel(c) for c in candidates]
+        return (HIDDEN, SHOWN, cards, options, *values)
     return (SHOWN, HIDDEN, [], [], *values)
-
-
-def _candidate_panel(candidate: dict[str, Any]) -> html.Div:
-    """Render one primary assessment for the adjudicator, without its reader."""
-    assessment = candidate["assessment"] or {}
-    rows = [
-        html.Tr(
-            [
-                html.Td(lesion["site"]),
-                html.Td(_lesion_size(lesion)),
-                html.Td("node" if lesion.get("is_node") else ""),
-            ]
-        )
-        for lesion in assessment.get("targets", [])
-    ]
-    header = html.Tr([html.Th("Site"), html.Th("Size (mm)"), html.Th("")])
-    return html.Div(
-        [
-            html.H4(f"Assessment {candidate['label']}"),
-            html.Table([html.Thead(header), html.Tbody(rows)], className="lesions"),
-            html.Div(f"Non-target lesions: {assessment.get('non_target', '')}"),
-            html.Div(f"New lesions: {assessment.get('new_lesions', '')}"),
-            html.Strong(f"Timepoint response: {candidate['response'] or 'baseline'}"),
-        ],
-        className="card",
-    )
-
-
-def _lesion_size(lesion: dict[str, Any]) -> str:
-    if lesion.get("too_small"):
-        return "too small (5)"
-    if lesion.get("diameter_mm") is None:
-        return "not evaluated"
-    return f"{lesion['diameter_mm']:g}"
 
 
 @secure_callback(
@@ -404,7 +221,7 @@ def save(clicks: int, read_id: Any, *values: Any) -> str:
         log.info("Assessment of read %s not saved: %s", read_id, exc)
         return f"Not saved: {exc}."
     view = _load_view(int(read_id))
-    return f"Saved. {_response_text(view)}."
+    return f"Saved. {panels.response_text(view)}."
 
 
 def _wrong_password(read_id: int) -> str:

@@ -70,6 +70,8 @@ def test_qc_pass_then_read_and_sign(
     reader.fill("#reads-target-1-mm", "18")
     reader.fill("#reads-target-2-site", "liver segment 7")
     reader.fill("#reads-target-2-mm", "12")
+    # The baseline had non-target lesions, so their status starts empty.
+    _choose(reader, "#reads-non-target", "Non-CR/non-PD")
     reader.click("#reads-save")
     reader.get_by_text(
         "Saved. Sum of diameters 30 mm; timepoint response: PR."

@@ -11,6 +11,7 @@ from dashboard.recist_form import (
     FormError,
     TargetRow,
     assessment_from_form,
+    baseline_values,
     form_values,
 )
 
@@ -110,3 +111,22 @@ def test_saved_assessment_refills_form() -> None:
         )
         == saved
     )
+
+
+def test_baseline_values_fill_sites_only() -> None:
+    lesions = [
+        {"site": "liver", "is_node": False},
+        {"site": "hilar node", "is_node": True},
+    ]
+    values = baseline_values(
+        {"baseline_targets": lesions, "baseline_non_target": "absent"}
+    )
+    assert values[0:3] == ["liver", None, []]
+    assert values[3:6] == ["hilar node", None, [NODE]]
+    assert values[6:9] == [None, None, []]
+    assert values[15:] == ["absent", "no"]
+
+    with_non_target = baseline_values(
+        {"baseline_targets": lesions, "baseline_non_target": "non-CR/non-PD"}
+    )
+    assert with_non_target[15:] == [None, "no"]

@@ -510,3 +510,43 @@ def test_wrong_sign_passwords_lock_account(
             select(AuditEntry.action).where(AuditEntry.action == "signature.failed")
         ).all()
     assert len(failures) == accounts.MAX_FAILED_LOGINS
+
+
+def test_follow_up_form_starts_from_baseline(
+    server: flask.Flask, reading: ReadingWorld, sessions: sessionmaker[Session]
+) -> None:
+    w8 = pass_and_assign(sessions, reading, reading.w8_case)
+    alice = _client(server, "alice")
+
+    opened = _post(alice, _open_read_body(w8["primary"]))
+    response = opened.get_json()["response"]
+    assert response["reads-target-1-site"]["value"] == "liver 1"
+    assert response["reads-target-2-site"]["value"] == "liver 2"
+    assert response["reads-target-3-site"]["value"] is None
+    assert response["reads-target-1-mm"]["value"] is None
+    assert response["reads-target-1-flags"]["value"] == []
+    # The baseline had non-target lesions, so the reader must assess them.
+    assert response["reads-non-target"]["value"] is None
+
+    summary = callback_body(
+        [
+            ("reads-summary", "children"),
+            ("reads-save", "disabled"),
+            ("reads-sign", "disabled"),
+            ("reads-adjudicate", "disabled"),
+        ],
+        [("reads-select", "value", w8["primary"])]
+        + [
+            (name, "children", None)
+            for name in (
+                "reads-save-message",
+                "reads-sign-message",
+                "reads-adjudication-message",
+            )
+        ],
+    )
+    shown = _post(alice, summary).get_json()["response"]
+    text = json.dumps(shown["reads-summary"]["children"])
+    assert "baseline sum 50 mm, nadir 50 mm" in text
+    assert "Baseline target lesions: liver 1, liver 2." in text
+    assert shown["reads-save"]["disabled"] is False
