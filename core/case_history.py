@@ -10,8 +10,8 @@ from typing import Any
 from sqlalchemy import select, text
 from sqlalchemy.orm import Session
 
-from core.access import Scope
-from core.models import Case, Exam, Instance, Series
+from core.access import AccessDenied, Scope
+from core.models import Case, Exam, Instance, Read, Reader, Series, User
 
 # Audit values that carry read results; hidden from scopes without `sees_results`.
 RESULT_KEYS = frozenset({"response", "assessment", "chosen_read_id", "lesions"})
@@ -36,11 +36,28 @@ LIMIT 1000
 
 
 def load_case(session: Session, scope: Scope, case_id: int) -> Case | None:
-    """Return the case if it exists and its study is in the scope."""
+    """Return the case if it exists and its study is in the scope.
+
+    A reader reaches only cases with a read of their own, so a blinded reader
+    never browses other sites' or other readers' cases of the study.
+    """
     case = session.get(Case, case_id)
     if case is not None:
         scope.require_study(case.study_id)
+        if scope.role == "reader" and not own_read_ids(session, scope, case_id):
+            raise AccessDenied(f"case {case_id} has no read of {scope.username}")
     return case
+
+
+def own_read_ids(session: Session, scope: Scope, case_id: int) -> set[int]:
+    """Return the ids of the case's reads assigned to the scope's own reader."""
+    rows = session.scalars(
+        select(Read.id)
+        .join(Reader, Reader.id == Read.reader_id)
+        .join(User, User.id == Reader.user_id)
+        .where(Read.case_id == case_id, User.username == scope.username)
+    )
+    return set(rows)
 
 
 def _redact(values: dict[str, Any] | None, hidden: frozenset[str]) -> Any:
@@ -63,12 +80,36 @@ def timeline(session: Session, scope: Scope, case_id: int) -> list[dict[str, Any
         hidden |= READER_KEYS
     params = {"study_id": case.study_id, "case_id": case_id}
     rows = [dict(row) for row in session.execute(text(TIMELINE_SQL), params).mappings()]
+    if scope.role == "reader":
+        return _blind_for_reader(rows, own_read_ids(session, scope, case_id), scope)
     for row in rows:
         row["old_values"] = _redact(row["old_values"], hidden)
         row["new_values"] = _redact(row["new_values"], hidden)
         if not scope.sees_reader_identities and row["entity_type"] == "read":
             row["actor"] = "(reader)"
     return rows
+
+
+def _blind_for_reader(
+    rows: list[dict[str, Any]], own_reads: set[int], scope: Scope
+) -> list[dict[str, Any]]:
+    """Keep a reader's own read events and hide whatever tells of the other reads.
+
+    The other reads' rows go, and so do results, reader identities, whether the
+    reads were discordant, and the names of other users acting on the case.
+    """
+    hidden = RESULT_KEYS | READER_KEYS | {"discordant"}
+    own = {str(read_id) for read_id in own_reads}
+    blinded = []
+    for row in rows:
+        if row["entity_type"] == "read" and row["entity_id"] not in own:
+            continue
+        row["old_values"] = _redact(row["old_values"], hidden)
+        row["new_values"] = _redact(row["new_values"], hidden)
+        if row["actor"] != scope.username:
+            row["actor"] = "(another user)"
+        blinded.append(row)
+    return blinded
 
 
 def representative_instance(

@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from sqlalchemy.orm import Session, sessionmaker
 
-from core import audit, case_history, portfolio, study
+from core import accounts, audit, case_history, portfolio, study
 from core.access import AccessDenied, make_scope
 from core.models import Read, Reader
 from tests.web_factories import make_case, make_study
@@ -135,3 +135,81 @@ def test_sponsor_other_study_is_denied(
             case_history.timeline(session, scope, case_id)
         rows = portfolio.dashboard_summaries(session, scope, now=NOW, days=30)
     assert [row["study_id"] for row in rows] == [b]
+
+
+@pytest.fixture
+def double_read(
+    sessions: sessionmaker[Session], case_ids: tuple[int, int, int]
+) -> tuple[int, int]:
+    """Give the case a second read by `dr_two`, with a user, and a discordance row.
+
+    Returns (study id, case id). `dr_blind` has no user account, so only `dr_two`
+    reads the case as a logged-in reader.
+    """
+    a, _, case_id = case_ids
+    with sessions.begin() as session:
+        user = accounts.create_user(
+            session, "dr_two", "correct horse battery", "reader", study_ids=[a]
+        )
+        reader = Reader(name="Dr Two", user_id=user.id)
+        session.add(reader)
+        session.flush()
+        read = Read(
+            case_id=case_id,
+            kind="secondary",
+            state="signed",
+            reader_id=reader.id,
+            response="PD",
+            signature_name="Dr Two",
+        )
+        session.add(read)
+        session.flush()
+        audit.record(
+            session,
+            actor="dr_two",
+            action="read.sign",
+            entity_type="read",
+            entity_id=read.id,
+            study_id=a,
+            new={"response": "PD", "reader_id": reader.id, "state": "signed"},
+        )
+        audit.record(
+            session,
+            actor="dr_blind",
+            action="case.transition",
+            entity_type="case",
+            entity_id=case_id,
+            study_id=a,
+            old={"state": "reading"},
+            new={"state": "adjudication", "discordant": True},
+        )
+    return a, case_id
+
+
+def test_reader_timeline_shows_own_read_only(
+    sessions: sessionmaker[Session], double_read: tuple[int, int]
+) -> None:
+    a, case_id = double_read
+    scope = make_scope("dr_two", "reader", frozenset({a}))
+    with sessions() as session:
+        rows = case_history.timeline(session, scope, case_id)
+    read_rows = [row for row in rows if row["entity_type"] == "read"]
+    case_row = next(row for row in rows if row["action"] == "case.transition")
+    assert len(read_rows) == 1
+    assert read_rows[0]["actor"] == "dr_two"
+    assert read_rows[0]["new_values"]["response"] == "(hidden)"
+    assert case_row["actor"] == "(another user)"
+    assert case_row["new_values"]["discordant"] == "(hidden)"
+    assert case_row["new_values"]["state"] == "adjudication"
+
+
+def test_reader_without_read_is_denied(
+    sessions: sessionmaker[Session], double_read: tuple[int, int]
+) -> None:
+    a, case_id = double_read
+    scope = make_scope("someone_else", "reader", frozenset({a}))
+    with sessions() as session:
+        with pytest.raises(AccessDenied):
+            case_history.timeline(session, scope, case_id)
+        with pytest.raises(AccessDenied):
+            case_history.representative_instance(session, scope, case_id)

@@ -129,7 +129,9 @@ def workload(world: World, sessions: sessionmaker[Session]) -> Workload:
     """Add cases, readers, reads, a query and alerts to both studies."""
     from datetime import UTC, date, datetime, timedelta
 
-    from core.models import Alert, Query, Read, Reader, ReaderTraining, Study
+    from sqlalchemy import select
+
+    from core.models import Alert, Query, Read, Reader, ReaderTraining, Study, User
     from tests.web_factories import make_case
 
     now = datetime.now(UTC)
@@ -138,6 +140,10 @@ def workload(world: World, sessions: sessionmaker[Session]) -> Workload:
         b = session.get(Study, world.study_b)
         assert a is not None and b is not None
         readers = [Reader(name=f"Dr Reader {i}", daily_capacity=10) for i in range(3)]
+        # reader_a reads as Dr Reader 0, so the case page has a read of theirs.
+        readers[0].user_id = session.scalar(
+            select(User.id).where(User.username == "reader_a")
+        )
         session.add_all(readers)
         session.flush()
         for reader in readers:
