@@ -48,7 +48,7 @@ def read_session() -> Iterator[Session]:
     """Open a session for reads; closing it rolls back, so no transaction stays open.
 
     JIT compilation is off because it costs more than the dashboard's short
-    aggregates save: on the 1,000,000-case benchmark it added about 2.5 s to the
+    aggregates save: on the 1,000,000-case benchmark it added up to 2.5 s to the
     portfolio summary on PostgreSQL 15.
     """
     with runtime().sessions() as session:
