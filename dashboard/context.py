@@ -55,8 +55,8 @@ def read_session() -> Iterator[Session]:
     1,000,000-case benchmark (PostgreSQL 15): JIT compilation added up to 2.5 s to
     the portfolio summary. With the default random_page_cost of 4 and without
     parallel workers, the readers table scanned every read (180 ms) instead of
-    looking up the study's cases (20 ms). Parallel workers compete with the web workers for
-    the same cores, so the dashboard does without them.
+    looking up the study's cases (20 ms). Parallel workers compete with the web
+    workers for the same cores, so the dashboard does without them.
     """
     with runtime().sessions() as session:
         session.execute(text(READ_SETTINGS))
