@@ -328,6 +328,7 @@ def run(cases: int, count: int) -> None:
                 for name, page, body in bodies
             ]
             largest, total = rss_mib(pid)
+            load = os.getloadavg()
         print(machine(engine))
         print(f"{count} requests per callback after 3 warm-up requests")
         print("| callback | user | p50 ms | p95 ms | max response KiB |")
@@ -335,6 +336,11 @@ def run(cases: int, count: int) -> None:
         for result in results:
             print(result.row())
         print(f"Web RSS: largest process {largest:.0f} MiB, all {total:.0f} MiB")
+        # Other work on the machine inflates the times; the load shows how much.
+        print(
+            f"Load average at the end (1, 5, 15 min): {load[0]:.1f}, "
+            f"{load[1]:.1f}, {load[2]:.1f}"
+        )
 
 
 def main() -> None:

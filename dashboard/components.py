@@ -103,6 +103,8 @@ def figure(title: str, x_title: str = "", y_title: str = "") -> go.Figure:
         template="plotly_white",
         legend={"orientation": "h", "y": -0.25},
     )
+    # Every chart counts cases or hours, so the axis never needs negative values.
+    fig.update_yaxes(rangemode="tozero")
     return fig
 
 

@@ -57,6 +57,7 @@ def layout(**_: Any) -> html.Div:
             ),
             html.Div(id="capacity-summary", role="status"),
             dcc.Graph(id="capacity-projection"),
+            html.Div(id="capacity-backtest-summary", role="status"),
             dcc.Graph(id="capacity-backtest"),
             html.P(METHOD, className="method"),
         ]
@@ -66,7 +67,6 @@ def layout(**_: Any) -> html.Div:
 @secure_callback(
     Output("capacity-summary", "children"),
     Output("capacity-projection", "figure"),
-    Output("capacity-backtest", "figure"),
     Input("capacity-study", "value"),
     Input("capacity-weeks", "value"),
     Input("capacity-readers", "value"),
@@ -77,35 +77,46 @@ def update(study_id: Any, weeks: Any, readers: Any) -> tuple[Any, ...]:
         raise dash.exceptions.PreventUpdate
     weeks = min(max(int(weeks or 12), 1), 52)
     change = min(max(int(readers or 0), -50), 50)
-    scope = current_scope()
     with read_session() as session:
         base, what_if = forecast.forecasts(
-            session, scope, int(study_id), weeks=weeks, reader_changes=(0, change)
+            session,
+            current_scope(),
+            int(study_id),
+            weeks=weeks,
+            reader_changes=(0, change),
         )
-        test = forecast.backtest(session, scope, int(study_id))
-    return (
-        _summary(base, what_if, change, test),
-        _projection(base, what_if, change),
-        (_backtest_figure(test)),
+    return _summary(base, what_if, change), _projection(base, what_if, change)
+
+
+# The back-test depends on the study alone, so changing the what-if skips it.
+@secure_callback(
+    Output("capacity-backtest-summary", "children"),
+    Output("capacity-backtest", "figure"),
+    Input("capacity-study", "value"),
+    roles=ROLES,
+)
+def update_backtest(study_id: Any) -> tuple[Any, ...]:
+    if study_id is None:
+        raise dash.exceptions.PreventUpdate
+    with read_session() as session:
+        test = forecast.backtest(session, current_scope(), int(study_id))
+    error = (
+        "n/a"
+        if test.mean_absolute_error is None
+        else f"{test.mean_absolute_error:,.1f} cases"
     )
+    summary = f"Back-test mean absolute error of the weekly backlog: {error}."
+    return summary, _backtest_figure(test)
 
 
 def _summary(
-    base: forecast.Forecast,
-    what_if: forecast.Forecast,
-    change: int,
-    test: forecast.Backtest,
+    base: forecast.Forecast, what_if: forecast.Forecast, change: int
 ) -> list[Any]:
     inputs = base.inputs
 
     def breach(result: forecast.Forecast) -> str:
         return str(result.breach_week) if result.breach_week else "none expected"
 
-    error = (
-        "n/a"
-        if test.mean_absolute_error is None
-        else f"{test.mean_absolute_error:,.1f} cases"
-    )
     return [
         html.Div(
             f"Open cases now: {inputs.open_cases:,}; {inputs.readers} trained "
@@ -116,7 +127,6 @@ def _summary(
             f"Expected breach week: {breach(base)}; with {change:+d} readers: "
             f"{breach(what_if)}."
         ),
-        html.Div(f"Back-test mean absolute error of the weekly backlog: {error}."),
     ]
 
 

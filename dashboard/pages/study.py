@@ -194,31 +194,70 @@ def update_overview(_: Any, study_id: int | None, *__: Any) -> tuple[Any, ...]:
     return ui.pipeline_figure(stages), risks, alerts
 
 
+def _range_start(now: datetime, days: Any) -> datetime:
+    return now - timedelta(days=int(days or 30))
+
+
+# Sites, readers and open reads are separate callbacks, so the browser requests
+# them in parallel and each table fills as soon as its query returns.
 @secure_callback(
     Output(ui.grid_id("study-sites"), "rowData"),
+    *_refresh_inputs(),
+    Input("study-range", "value"),
+    roles=ROLES,
+)
+def update_sites(_: Any, study_id: int | None, *rest: Any) -> list[dict[str, Any]]:
+    if study_id is None:
+        raise dash.exceptions.PreventUpdate
+    now = datetime.now(UTC)
+    with read_session() as session:
+        return study.sites(
+            session,
+            current_scope(),
+            int(study_id),
+            now=now,
+            since=_range_start(now, rest[-1]),
+        )
+
+
+@secure_callback(
     Output(ui.grid_id("study-readers"), "rowData"),
-    Output(ui.grid_id("study-reads"), "rowData"),
     Output("study-reassign-reader", "options"),
     *_refresh_inputs(),
     Input("study-range", "value"),
     roles=ROLES,
 )
-def update_people(_: Any, study_id: int | None, *rest: Any) -> tuple[Any, ...]:
+def update_readers(_: Any, study_id: int | None, *rest: Any) -> tuple[Any, ...]:
     if study_id is None:
         raise dash.exceptions.PreventUpdate
     now = datetime.now(UTC)
-    since = now - timedelta(days=int(rest[-1] or 30))
-    scope = current_scope()
     with read_session() as session:
-        site_rows = study.sites(session, scope, int(study_id), now=now, since=since)
-        reader_rows = study.readers(session, scope, int(study_id), now=now, since=since)
-        reads = study.open_reads(session, scope, int(study_id))
+        reader_rows = study.readers(
+            session,
+            current_scope(),
+            int(study_id),
+            now=now,
+            since=_range_start(now, rest[-1]),
+        )
     for row in reader_rows:
         row["available"] = "yes" if row["available"] else "no"
+    options = [{"label": r["name"], "value": r["reader_id"]} for r in reader_rows]
+    return reader_rows, options
+
+
+@secure_callback(
+    Output(ui.grid_id("study-reads"), "rowData"),
+    *_refresh_inputs(),
+    roles=ROLES,
+)
+def update_reads(_: Any, study_id: int | None, *__: Any) -> list[dict[str, Any]]:
+    if study_id is None:
+        raise dash.exceptions.PreventUpdate
+    with read_session() as session:
+        reads = study.open_reads(session, current_scope(), int(study_id))
     for row in reads:
         row.pop("due_at")
-    options = [{"label": r["name"], "value": r["reader_id"]} for r in reader_rows]
-    return site_rows, reader_rows, reads, options
+    return reads
 
 
 def _run_action(action: Any, *args: Any) -> str:
