@@ -55,6 +55,8 @@ def init_login(server: flask.Flask) -> None:
     server.before_request(guard)
     server.after_request(set_csrf_cookie)
     server.register_error_handler(AccessDenied, access_denied)
+    server.register_error_handler(ValueError, invalid_callback_value)
+    server.register_error_handler(TypeError, invalid_callback_value)
 
 
 def load_user(user_id: str) -> WebUser | None:
@@ -180,6 +182,32 @@ def deny(what: str) -> tuple[flask.Response, int]:
 
 def access_denied(error: AccessDenied) -> tuple[flask.Response, int]:
     return deny(str(error))
+
+
+def invalid_callback_value(error: Exception) -> tuple[flask.Response, int]:
+    """Answer 400 naming the inputs when a callback cannot use a posted value.
+
+    The page's own widgets send valid values, so this is a forged or stale request,
+    for example a case id "abc". Elsewhere the error is a bug and stays a 500.
+    """
+    if not flask.request.path.endswith("/_dash-update-component"):
+        log.error("Request to %s failed", flask.request.path, exc_info=error)
+        return flask.jsonify(error="internal error"), 500
+    body = flask.request.get_json(silent=True) or {}
+    items = [*body.get("inputs", []), *body.get("state", [])]
+    fields = [
+        f"{item.get('id')}.{item.get('property')}"
+        for item in items
+        if isinstance(item, dict)
+    ]
+    log.warning(
+        "Rejected callback for %s: invalid value in %s",
+        body.get("output"),
+        fields,
+        exc_info=error,
+    )
+    message = f"invalid value in {', '.join(fields) or 'the request'}: {error}"
+    return flask.jsonify(error=message), 400
 
 
 # --- Login and logout -----------------------------------------------------------

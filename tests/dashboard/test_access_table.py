@@ -289,3 +289,19 @@ def test_reader_cannot_open_other_case(
         [("case-id", "value", workload.case_b)],
     )
     _denied(_post(client, body))
+
+
+def test_malformed_callback_value_is_400(
+    server: flask.Flask, world: World, workload: Workload
+) -> None:
+    client = _client(server, "manager_a")
+    body = callback_body(
+        [
+            ("case-summary", "children"),
+            ({"name": "case-timeline", "type": "grid"}, "rowData"),
+        ],
+        [("case-id", "value", "abc")],
+    )
+    response = _post(client, body)
+    assert response.status_code == 400
+    assert "case-id.value" in response.get_json()["error"]
