@@ -317,6 +317,18 @@ def cmd_web(args: argparse.Namespace) -> int:
     os.execv(sys.executable, command)
 
 
+def _probability(text: str) -> float:
+    """Parse a probability from 0 to 1 for argparse."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    # Written so that NaN, for which every comparison is false, is rejected too.
+    if not 0.0 <= value <= 1.0:
+        raise argparse.ArgumentTypeError(f"{text!r} is not between 0 and 1")
+    return value
+
+
 def _read_password(path: str | None) -> str:
     if path:
         with open(path, encoding="utf-8") as handle:
@@ -430,7 +442,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     backtest.add_argument(
         "--threshold",
-        type=float,
+        type=_probability,
         default=0.5,
         help="breach probability at which a case counts as flagged (0 to 1)",
     )
