@@ -144,13 +144,15 @@ def cmd_jobs(args: argparse.Namespace) -> int:
         )
         return 2
 
-    def stop_receiver() -> None:
+    # The ingest thread is not a daemon, so it must be stopped even when the
+    # scheduler fails to start, or the process would never exit.
+    try:
+        run_forever(runtime, specs)
+    finally:
         server.shutdown()
         stop.set()
         wake.set()
         receiver_ingest.join()
-
-    run_forever(runtime, specs, on_stop=stop_receiver)
     return 0
 
 
