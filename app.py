@@ -231,6 +231,15 @@ def cmd_demo(args: argparse.Namespace) -> int:
     runtime = open_runtime("demo")
     with runtime.sessions() as session:
         exists = demo.portfolio_exists(session)
+        built = demo.portfolio_built(session)
+    if exists and not built:
+        print(
+            "FAILED: an earlier demo build did not finish, so the database holds "
+            "only part of the demo portfolio. Build it into an empty database: "
+            "a new DATABASE_URL, or a new IMAGINGOPS_DATA_DIR for the embedded one",
+            file=sys.stderr,
+        )
+        return 1
     if exists and not args.if_empty:
         print("FAILED: the database already holds the demo portfolio", file=sys.stderr)
         return 1
