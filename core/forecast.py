@@ -5,9 +5,9 @@ Method (per study, in weeks):
    timepoint target day) falls in the week and that have no case yet; visits
    already past their date count in the first week.
 2. Capacity in cases per week: the sum over active trained readers of
-   daily capacity x 5 working days, split evenly across the studies each reader is
-   trained for, divided by reads per case (1 for a single-read charter, else 2 +
-   the recent adjudication share when the charter adjudicates).
+   daily capacity x 5 working days, split evenly across the studies each reader
+   has current training for, divided by reads per case (1 for a single-read
+   charter, else 2 + the recent adjudication share when the charter adjudicates).
 3. Backlog(w+1) = max(0, backlog(w) + arrivals(w) - capacity(w)), from the open
    cases now.
 4. A breach is expected in the first week whose backlog takes longer to clear at
@@ -36,7 +36,10 @@ INPUTS_SQL = """
 WITH readers_here AS (
     SELECT rd.id, rd.daily_capacity,
         (SELECT count(DISTINCT rt2.study_id) FROM reader_trainings rt2
-            WHERE rt2.reader_id = rd.id) AS studies
+            WHERE rt2.reader_id = rd.id
+            AND rt2.trained_on <= CAST(:today AS date)
+            AND (rt2.expires_on IS NULL OR rt2.expires_on > CAST(:today AS date)))
+            AS studies
     FROM readers rd
     WHERE rd.active AND EXISTS (SELECT 1 FROM reader_trainings rt
         WHERE rt.reader_id = rd.id AND rt.study_id = :study_id

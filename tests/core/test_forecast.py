@@ -99,3 +99,24 @@ def test_single_read_study_needs_one_read_per_case(
     # The charter's read design is single: one read per case, no adjudication.
     assert inputs.reads_per_case == 1.0
     assert inputs.cases_per_week == pytest.approx(10 * 5)
+
+
+def test_expired_training_elsewhere_keeps_capacity(
+    sessions: sessionmaker[Session], study_id: int
+) -> None:
+    with sessions.begin() as session:
+        other = make_study(session, "ONC-999", "Acme")
+        reader = session.query(Reader).one()
+        session.add(
+            ReaderTraining(
+                reader_id=reader.id,
+                study_id=other.id,
+                criteria="RECIST 1.1",
+                trained_on=date(2024, 1, 5),
+                expires_on=date(2025, 1, 5),
+            )
+        )
+    with sessions() as session:
+        inputs = forecast.load_inputs(session, EVERYTHING, study_id, TODAY)
+    # The reader no longer reads the other study, so all 10 reads a day go here.
+    assert inputs.cases_per_week == pytest.approx(50 / 2.3)
