@@ -144,13 +144,15 @@ def cmd_jobs(args: argparse.Namespace) -> int:
         )
         return 2
 
-    def stop_receiver() -> None:
+    # The ingest thread is not a daemon, so it must be stopped even when the
+    # scheduler fails to start, or the process would never exit.
+    try:
+        run_forever(runtime, specs)
+    finally:
         server.shutdown()
         stop.set()
         wake.set()
         receiver_ingest.join()
-
-    run_forever(runtime, specs, on_stop=stop_receiver)
     return 0
 
 
@@ -229,6 +231,15 @@ def cmd_demo(args: argparse.Namespace) -> int:
     runtime = open_runtime("demo")
     with runtime.sessions() as session:
         exists = demo.portfolio_exists(session)
+        built = demo.portfolio_built(session)
+    if exists and not built:
+        print(
+            "FAILED: an earlier demo build did not finish, so the database holds "
+            "only part of the demo portfolio. Build it into an empty database: "
+            "a new DATABASE_URL, or a new IMAGINGOPS_DATA_DIR for the embedded one",
+            file=sys.stderr,
+        )
+        return 1
     if exists and not args.if_empty:
         print("FAILED: the database already holds the demo portfolio", file=sys.stderr)
         return 1
@@ -315,6 +326,18 @@ def cmd_web(args: argparse.Namespace) -> int:
     sys.stdout.flush()
     sys.stderr.flush()
     os.execv(sys.executable, command)
+
+
+def _probability(text: str) -> float:
+    """Parse a probability from 0 to 1 for argparse."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    # Written so that NaN, for which every comparison is false, is rejected too.
+    if not 0.0 <= value <= 1.0:
+        raise argparse.ArgumentTypeError(f"{text!r} is not between 0 and 1")
+    return value
 
 
 def _read_password(path: str | None) -> str:
@@ -430,7 +453,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     backtest.add_argument(
         "--threshold",
-        type=float,
+        type=_probability,
         default=0.5,
         help="breach probability at which a case counts as flagged (0 to 1)",
     )

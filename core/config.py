@@ -6,6 +6,7 @@ environment variable, the value and what is expected.
 
 from __future__ import annotations
 
+import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -52,7 +53,9 @@ def env_int(
     return number
 
 
-def env_float(name: str, default: float, *, minimum: float = 0.0) -> float:
+def env_float(
+    name: str, default: float, *, minimum: float = 0.0, maximum: float | None = None
+) -> float:
     value = _raw(name)
     if value is None:
         return default
@@ -60,8 +63,13 @@ def env_float(name: str, default: float, *, minimum: float = 0.0) -> float:
         number = float(value)
     except ValueError:
         raise ConfigError(f"{name}={value!r} is not a number") from None
-    if number < minimum:
-        raise ConfigError(f"{name}={value!r} must be at least {minimum}")
+    # float() accepts "nan" and "inf", and every comparison with NaN is false,
+    # so the range check below would let it through.
+    if not math.isfinite(number):
+        raise ConfigError(f"{name}={value!r} is not a finite number")
+    if number < minimum or (maximum is not None and number > maximum):
+        upper = "" if maximum is None else f" and at most {maximum}"
+        raise ConfigError(f"{name}={value!r} must be at least {minimum}{upper}")
     return number
 
 
@@ -178,7 +186,9 @@ def load_settings() -> Settings:
         ),
         escalation_hours=env_float("IMAGINGOPS_SLA_ESCALATION_HOURS", 4.0),
         digest_hour=env_int("IMAGINGOPS_DIGEST_HOUR", 8, minimum=0, maximum=23),
-        breach_threshold=env_float("IMAGINGOPS_BREACH_THRESHOLD", 0.5),
+        breach_threshold=env_float(
+            "IMAGINGOPS_BREACH_THRESHOLD", 0.5, minimum=0.0, maximum=1.0
+        ),
         rollup_interval_seconds=env_int(
             "IMAGINGOPS_ROLLUP_INTERVAL_SECONDS", 300, minimum=10
         ),

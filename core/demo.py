@@ -30,12 +30,22 @@ from core.demo_images import ImageWriter
 from core.demo_workflow import Driver, apply_timelines, cases_in_arrival_order
 from core.ingest import ingest_arrivals
 from core.ingest.prepare import Arrival
-from core.models import Case, Reader, Site, Sponsor, Study, Subject, User
+from core.models import (
+    AuditEntry,
+    Case,
+    Reader,
+    Site,
+    Sponsor,
+    Study,
+    Subject,
+    User,
+)
 from core.runtime import Runtime
 
 log = logging.getLogger(__name__)
 
 DEMO_ACTOR = "demo"
+BUILT_ACTION = "demo.portfolio_built"
 CHARTER_DIR = PROJECT_ROOT / "charters"
 
 
@@ -307,6 +317,31 @@ def portfolio_exists(session: Session) -> bool:
     return bool(count)
 
 
+def portfolio_built(session: Session) -> bool:
+    """Return whether a demo build ran to its end.
+
+    The build commits in several transactions, so demo studies alone may be what
+    an interrupted build left behind.
+    """
+    found = session.scalar(
+        select(AuditEntry.id).where(AuditEntry.action == BUILT_ACTION).limit(1)
+    )
+    return found is not None
+
+
+def record_built(session: Session) -> None:
+    """Record, as the last step of a build, that the demo portfolio is complete."""
+    audit.record(
+        session,
+        actor=DEMO_ACTOR,
+        action=BUILT_ACTION,
+        entity_type="demo",
+        entity_id="portfolio",
+        new={"studies": [spec.protocol_id for spec in DEMO_STUDIES]},
+        reason="demo portfolio",
+    )
+
+
 def demo_user_ids(session: Session) -> dict[str, int]:
     rows = session.execute(select(User.username, User.id)).all()
     return {username: user_id for username, user_id in rows}
@@ -370,6 +405,8 @@ def build_portfolio(runtime: Runtime, *, now: datetime | None = None) -> DemoSum
         driven,
         time.monotonic() - started,
     )
+    with runtime.sessions.begin() as session:
+        record_built(session)
     return DemoSummary(
         studies=len(study_ids),
         sites=sum(spec.sites for spec in DEMO_STUDIES),

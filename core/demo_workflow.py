@@ -19,7 +19,7 @@ from typing import Any
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
-from core import audit, qc, reads
+from core import audit, charter, qc, reads
 from core.lifecycle import WorkflowError
 from core.models import Case, Query, Read, ReaderTraining, Timepoint
 
@@ -48,6 +48,8 @@ class Timeline:
     auto_qc_at: datetime | None = None
     qc_at: datetime | None = None
     read_times: dict[int, tuple[datetime, datetime]] = field(default_factory=dict)
+    # Reads created after QC (adjudication), by read id; the others date from QC.
+    read_created: dict[int, datetime] = field(default_factory=dict)
     done_at: datetime | None = None
     query_id: int | None = None
 
@@ -201,6 +203,7 @@ class Driver:
         assigned = start + timedelta(hours=self.rng.uniform(0.5, 6))
         signed = assigned + timedelta(hours=self.rng.lognormvariate(2.8, 0.6))
         reads.assign_read(self.session, read_id, course.adjudicator, actor=DEMO_ACTOR)
+        timeline.read_created[read_id] = start
         timeline.read_times[read_id] = (assigned, signed)
         if signed > self.now:
             return
@@ -234,12 +237,15 @@ def apply_timelines(session: Session, timelines: list[Timeline]) -> None:
             .where(Case.id == timeline.case_id)
             .values(state_changed_at=state_time, completed_at=timeline.done_at)
         )
+        sla = _case_sla(session, timeline.case_id)
         for read_id, (assigned, signed) in timeline.read_times.items():
+            created = timeline.read_created.get(read_id, timeline.qc_at)
             session.execute(
                 update(Read)
                 .where(Read.id == read_id)
                 .values(
-                    created_at=timeline.qc_at,
+                    created_at=created,
+                    due_at=_read_due(session, read_id, sla, created),
                     assigned_at=assigned,
                     started_at=assigned + timedelta(minutes=20),
                     signed_at=_signed_or_none(session, read_id, signed),
@@ -261,6 +267,26 @@ def apply_timelines(session: Session, timelines: list[Timeline]) -> None:
             new={"cases": len(timelines)},
             reason="demo data: workflow times set to the simulated history",
         )
+
+
+def _case_sla(session: Session, case_id: int) -> dict[str, Any]:
+    case = session.get_one(Case, case_id)
+    document = charter.get_document(session, case.study_id, case.charter_version)
+    sla: dict[str, Any] = document["sla"]
+    return sla
+
+
+def _read_due(
+    session: Session, read_id: int, sla: dict[str, Any], created: datetime
+) -> datetime | None:
+    """Return the read's due time counted from its simulated creation.
+
+    The workflow set it from the real clock, which for a simulated history would
+    put every due time days after the read was signed.
+    """
+    kind = session.scalar(select(Read.kind).where(Read.id == read_id))
+    hours = sla.get("adjudication_hours" if kind == "adjudication" else "read_hours")
+    return None if hours is None else created + timedelta(hours=hours)
 
 
 def _signed_or_none(

@@ -5,8 +5,9 @@ Method (per study, in weeks):
    timepoint target day) falls in the week and that have no case yet; visits
    already past their date count in the first week.
 2. Capacity in cases per week: the sum over active trained readers of
-   daily capacity x 5 working days, split evenly across the studies each reader is
-   trained for, divided by reads per case (2 + the recent adjudication share).
+   daily capacity x 5 working days, split evenly across the studies each reader
+   has current training for, divided by reads per case (1 for a single-read
+   charter, else 2 + the recent adjudication share when the charter adjudicates).
 3. Backlog(w+1) = max(0, backlog(w) + arrivals(w) - capacity(w)), from the open
    cases now.
 4. A breach is expected in the first week whose backlog takes longer to clear at
@@ -24,7 +25,7 @@ from datetime import UTC, date, datetime, timedelta
 from sqlalchemy import text
 from sqlalchemy.orm import Session
 
-from core import portfolio
+from core import charter, portfolio
 from core.access import Scope
 
 WORKING_DAYS_PER_WEEK = 5
@@ -35,7 +36,10 @@ INPUTS_SQL = """
 WITH readers_here AS (
     SELECT rd.id, rd.daily_capacity,
         (SELECT count(DISTINCT rt2.study_id) FROM reader_trainings rt2
-            WHERE rt2.reader_id = rd.id) AS studies
+            WHERE rt2.reader_id = rd.id
+            AND rt2.trained_on <= CAST(:today AS date)
+            AND (rt2.expires_on IS NULL OR rt2.expires_on > CAST(:today AS date)))
+            AS studies
     FROM readers rd
     WHERE rd.active AND EXISTS (SELECT 1 FROM reader_trainings rt
         WHERE rt.reader_id = rd.id AND rt.study_id = :study_id
@@ -107,8 +111,7 @@ def load_inputs(session: Session, scope: Scope, study_id: int, today: date) -> I
     row = session.execute(
         text(INPUTS_SQL), {"study_id": study_id, "today": today}
     ).one()
-    share = row.adjudication_share
-    reads_per_case = 2 + (DEFAULT_ADJUDICATION_SHARE if share is None else float(share))
+    reads_per_case = _reads_per_case(session, study_id, row.adjudication_share)
     cases_per_week = float(row.reads_per_day) * WORKING_DAYS_PER_WEEK / reads_per_case
     return Inputs(
         open_cases=int(row.open_cases),
@@ -118,6 +121,22 @@ def load_inputs(session: Session, scope: Scope, study_id: int, today: date) -> I
         sla_days=float(row.sla_days) if row.sla_days else DEFAULT_SLA_DAYS,
         reads_per_case=reads_per_case,
     )
+
+
+def _reads_per_case(session: Session, study_id: int, share: float | None) -> float:
+    """Return the reads a case needs under the study's current read design.
+
+    A study without a charter counts as a double read with adjudication.
+    """
+    try:
+        design = charter.get_document(session, study_id, None)["read_design"]
+    except LookupError:
+        design = {"type": "double", "adjudication": True}
+    if design["type"] == "single":
+        return 1.0
+    if not design.get("adjudication", True):
+        return 2.0
+    return 2 + (DEFAULT_ADJUDICATION_SHARE if share is None else float(share))
 
 
 def expected_arrivals(

@@ -146,15 +146,25 @@ def resume(
 
 def cancel(session: Session, case_id: int, *, actor: str, reason: str) -> None:
     """Cancel an open case and its unsigned reads, releasing the readers' load."""
+    # Read work locks the read and then its case, so the reads are locked first
+    # here too. The opposite order could deadlock with a reader signing.
+    _lock_open_reads(session, case_id)
     case = lock_case(session, case_id)
     transition(session, case, "cancelled", actor=actor, reason=reason)
-    open_reads = session.scalars(
-        select(Read)
-        .where(Read.case_id == case_id, Read.state.not_in(("signed", "cancelled")))
-        .with_for_update()
-    ).all()
-    for read in open_reads:
+    # Again after the case lock, for reads that QC created in the meantime.
+    for read in _lock_open_reads(session, case_id):
         _cancel_read(session, case, read, actor=actor, reason=reason)
+
+
+def _lock_open_reads(session: Session, case_id: int) -> list[Read]:
+    return list(
+        session.scalars(
+            select(Read)
+            .where(Read.case_id == case_id, Read.state.not_in(("signed", "cancelled")))
+            .order_by(Read.id)
+            .with_for_update()
+        )
+    )
 
 
 def _cancel_read(

@@ -283,7 +283,11 @@ class SkippedRunFilter(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
         if "skipped: maximum number of running instances" not in str(record.msg):
             return True
-        job = str(record.args[0]) if isinstance(record.args, tuple) else ""
+        # The argument is APScheduler's Job, whose str() includes the next run
+        # time, so the key is its id.
+        job = ""
+        if isinstance(record.args, tuple) and record.args:
+            job = str(getattr(record.args[0], "id", record.args[0]))
         now = time.monotonic()
         reported_at, hidden = self._last.get(job, (None, 0))
         if reported_at is not None and now - reported_at < self.every_seconds:

@@ -7,8 +7,9 @@ from datetime import UTC, date, datetime, timedelta
 import pytest
 from sqlalchemy.orm import Session, sessionmaker
 
-from core import forecast
+from core import charter, forecast
 from core.access import make_scope
+from core.config import PROJECT_ROOT
 from core.models import Reader, ReaderTraining
 from tests.web_factories import make_case, make_study
 
@@ -74,3 +75,48 @@ def test_added_reader_doubles_capacity(
     assert what_if.backlog == pytest.approx([50 - 100 / 2.3, 0.0, 0.0])
     assert what_if.backlog == single.backlog
     assert base.backlog[0] > what_if.backlog[0]
+
+
+def test_single_read_study_needs_one_read_per_case(
+    sessions: sessionmaker[Session],
+) -> None:
+    with sessions.begin() as session:
+        source = (PROJECT_ROOT / "charters" / "ONC-214.yaml").read_text()
+        loaded = charter.load(session, "ONC-214", source, actor="test")
+        reader = Reader(name="Dr Single", daily_capacity=10)
+        session.add(reader)
+        session.flush()
+        session.add(
+            ReaderTraining(
+                reader_id=reader.id,
+                study_id=loaded.study_id,
+                criteria="RECIST 1.1",
+                trained_on=date(2026, 1, 5),
+            )
+        )
+    with sessions() as session:
+        inputs = forecast.load_inputs(session, EVERYTHING, loaded.study_id, TODAY)
+    # The charter's read design is single: one read per case, no adjudication.
+    assert inputs.reads_per_case == 1.0
+    assert inputs.cases_per_week == pytest.approx(10 * 5)
+
+
+def test_expired_training_elsewhere_keeps_capacity(
+    sessions: sessionmaker[Session], study_id: int
+) -> None:
+    with sessions.begin() as session:
+        other = make_study(session, "ONC-999", "Acme")
+        reader = session.query(Reader).one()
+        session.add(
+            ReaderTraining(
+                reader_id=reader.id,
+                study_id=other.id,
+                criteria="RECIST 1.1",
+                trained_on=date(2024, 1, 5),
+                expires_on=date(2025, 1, 5),
+            )
+        )
+    with sessions() as session:
+        inputs = forecast.load_inputs(session, EVERYTHING, study_id, TODAY)
+    # The reader no longer reads the other study, so all 10 reads a day go here.
+    assert inputs.cases_per_week == pytest.approx(50 / 2.3)

@@ -12,6 +12,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+from apscheduler.schedulers.background import BackgroundScheduler
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -218,3 +219,30 @@ def test_skipped_run_warnings_are_rate_limited() -> None:
     assert unrelated is True
     assert limiter.filter(late) is True
     assert late.getMessage().endswith("; 4 more runs skipped before this one")
+
+
+def test_skipped_run_limit_keys_on_job_id() -> None:
+    # APScheduler passes the Job itself, whose str() includes the next run time,
+    # so a key built from str(job) changes on every tick.
+    scheduler = BackgroundScheduler(timezone=UTC)
+    job = scheduler.add_job(print, "interval", seconds=2, id="scan")
+    limiter = SkippedRunFilter(every_seconds=3600)
+    message = (
+        'Execution of job "%s" skipped: maximum number of running instances '
+        "reached (%d)"
+    )
+    passed = []
+    for tick in range(3):
+        job.next_run_time = datetime(2026, 1, 1, tzinfo=UTC) + timedelta(seconds=tick)
+        record = logging.LogRecord(
+            "apscheduler.scheduler",
+            logging.WARNING,
+            __file__,
+            1,
+            message,
+            (job, 1),
+            None,
+        )
+        passed.append(limiter.filter(record))
+
+    assert passed == [True, False, False]
