@@ -96,9 +96,10 @@ def _blind_for_reader(
     """Keep a reader's own read events and hide whatever tells of the other reads.
 
     The other reads' rows go, and so do results, reader identities, whether the
-    reads were discordant, and the names of other users acting on the case.
+    reads were discordant, and the names and reasons of other users acting on the
+    case.
     """
-    hidden = RESULT_KEYS | READER_KEYS | {"discordant"}
+    hidden = RESULT_KEYS | READER_KEYS | {"discordant", "chosen_kind"}
     own = {str(read_id) for read_id in own_reads}
     blinded = []
     for row in rows:
@@ -107,7 +108,9 @@ def _blind_for_reader(
         row["old_values"] = _redact(row["old_values"], hidden)
         row["new_values"] = _redact(row["new_values"], hidden)
         if row["actor"] != scope.username:
+            # Another user's reason may quote an assessment, as an adjudicator's does.
             row["actor"] = "(another user)"
+            row["reason"] = "(hidden)" if row["reason"] else row["reason"]
         blinded.append(row)
     return blinded
 

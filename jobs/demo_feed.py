@@ -14,7 +14,7 @@ import random
 from datetime import UTC, datetime
 from pathlib import Path
 
-from sqlalchemy import exists, func, select
+from sqlalchemy import exists, func, select, text
 from sqlalchemy.dialects.postgresql import distinct_on
 from sqlalchemy.orm import Session, aliased
 
@@ -37,6 +37,8 @@ from core.runtime import Runtime
 log = logging.getLogger(__name__)
 
 NEW_CASE_SHARE = 0.5
+# An arbitrary key for pg_try_advisory_xact_lock, next to the ingest jobs' keys.
+FEED_LOCK_KEY = 7_310_303
 _writer: ImageWriter | None = None
 
 
@@ -136,6 +138,12 @@ def feed_demo_arrival(runtime: Runtime, *, rng: random.Random | None = None) -> 
     now = datetime.now(UTC)
     with runtime.sessions() as session:
         if not session.scalar(select(exists().where(Study.is_demo))):
+            return 0
+        # One jobs process feeds at a time; the lock ends with this transaction.
+        locked = session.scalar(
+            text("SELECT pg_try_advisory_xact_lock(:key)"), {"key": FEED_LOCK_KEY}
+        )
+        if not locked:
             return 0
         writer = _image_writer(session)
         # A hidden folder inside the drop folder: the scan skips it, and a rename

@@ -182,6 +182,7 @@ def double_read(
             study_id=a,
             old={"state": "reading"},
             new={"state": "adjudication", "discordant": True},
+            reason="R1 called PR and R2 called PD",
         )
     return a, case_id
 
@@ -200,6 +201,7 @@ def test_reader_timeline_shows_own_read_only(
     assert read_rows[0]["new_values"]["response"] == "(hidden)"
     assert case_row["actor"] == "(another user)"
     assert case_row["new_values"]["discordant"] == "(hidden)"
+    assert case_row["reason"] == "(hidden)"
     assert case_row["new_values"]["state"] == "adjudication"
 
 

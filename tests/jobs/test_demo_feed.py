@@ -7,11 +7,12 @@ import random
 import time
 from datetime import UTC, datetime
 
-from sqlalchemy import func, select, update
+from sqlalchemy import func, select, text, update
 
 from core import demo
 from core.models import Case, Exam, Instance, Series, Study, Subject, Timepoint
 from core.runtime import Runtime
+from jobs import demo_feed
 from jobs.demo_feed import feed_demo_arrival
 from jobs.ingest import scan_drop_folder
 
@@ -80,3 +81,20 @@ def test_feed_adds_a_visit_then_an_instance(runtime: Runtime) -> None:
         ).scalars()
         assert list(per_series) == [2] + [1] * (len(baseline) - 1)
         assert session.scalar(select(func.count()).select_from(Case)) == 1
+
+
+def test_feed_waits_for_another_process(runtime: Runtime) -> None:
+    """While another process holds the feed's lock, the step writes nothing."""
+    plan = demo.plan_portfolio(datetime.now(UTC))
+    with runtime.sessions.begin() as session:
+        study_ids = demo.load_charters(session)
+        demo.register_sites_and_subjects(session, study_ids, plan)
+    with runtime.engine.connect() as other:
+        other.execute(
+            text("SELECT pg_advisory_lock(:key)"), {"key": demo_feed.FEED_LOCK_KEY}
+        )
+        assert feed_demo_arrival(runtime, rng=Always(0.0)) == 0
+        other.execute(
+            text("SELECT pg_advisory_unlock(:key)"), {"key": demo_feed.FEED_LOCK_KEY}
+        )
+    assert feed_demo_arrival(runtime, rng=Always(0.0)) > 0
