@@ -93,7 +93,7 @@ def timeline(session: Session, scope: Scope, case_id: int) -> list[dict[str, Any
 def _blind_for_reader(
     rows: list[dict[str, Any]], own_reads: set[int], scope: Scope
 ) -> list[dict[str, Any]]:
-    """Keep a reader's own read events and hide whatever tells of the other reads.
+    """Keep a reader's own read events and hide whatever reveals the other reads.
 
     The other reads' rows go, and so do results, reader identities, whether the
     reads were discordant, and the names and reasons of other users acting on the

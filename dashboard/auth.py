@@ -185,7 +185,7 @@ def access_denied(error: AccessDenied) -> tuple[flask.Response, int]:
 
 
 def invalid_callback_value(error: Exception) -> tuple[flask.Response, int]:
-    """Answer 400 naming the inputs when a callback cannot use a posted value.
+    """Return a 400 naming the inputs when a callback cannot use a posted value.
 
     The page's own widgets send valid values, so this is a forged or stale request,
     for example a case id "abc". Elsewhere the error is a bug and stays a 500.

@@ -3,7 +3,7 @@
 Each run writes either the images of a subject's next scheduled visit (a new case)
 or one more instance in a series of a recent case, into the drop folder, which the
 drop folder scan then ingests like any site's upload. The step writes nothing unless
-the database holds demo studies, so a real deployment never receives demo images.
+the database contains demo studies, so a real deployment never receives demo images.
 """
 
 from __future__ import annotations

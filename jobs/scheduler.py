@@ -119,7 +119,7 @@ def default_jobs(settings: Settings) -> list[JobSpec]:
         ),
     ]
     if settings.demo_feed_seconds:
-        # The step writes nothing unless the database holds the demo portfolio.
+        # The step writes nothing unless the database contains demo studies.
         specs.append(
             JobSpec(
                 "demo_feed",
