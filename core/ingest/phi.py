@@ -7,6 +7,7 @@ Other Patient IDs Sequence is reported with its path.
 from __future__ import annotations
 
 from pydicom.datadict import dictionary_VR
+from pydicom.dataelem import DataElement, RawDataElement
 from pydicom.dataset import Dataset
 from pydicom.tag import BaseTag
 
@@ -55,9 +56,8 @@ PHI_TAGS: dict[int, str] = {
 SEQUENCE_VR = "SQ"
 
 
-def _has_value(ds: Dataset, tag: BaseTag) -> bool:
-    item = ds.get_item(tag)
-    value = None if item is None else item.value
+def _has_value(element: DataElement | RawDataElement) -> bool:
+    value = element.value
     if value is None:
         return False
     if isinstance(value, bytes):
@@ -67,12 +67,9 @@ def _has_value(ds: Dataset, tag: BaseTag) -> bool:
     return len(value) > 0 if hasattr(value, "__len__") else True
 
 
-def _is_sequence(ds: Dataset, tag: BaseTag) -> bool:
-    item = ds.get_item(tag)
-    if item is None:
-        return False
-    if item.VR is not None:
-        return bool(item.VR == SEQUENCE_VR)
+def _is_sequence(element: DataElement | RawDataElement, tag: BaseTag) -> bool:
+    if element.VR is not None:
+        return bool(element.VR == SEQUENCE_VR)
     try:
         return bool(dictionary_VR(tag) == SEQUENCE_VR)
     except KeyError:
@@ -84,9 +81,10 @@ def find_phi(ds: Dataset, prefix: str = "", depth: int = 0) -> list[Finding]:
     findings: list[Finding] = []
     if depth > 8:
         return findings
-    for tag in list(ds.keys()):
-        name = PHI_TAGS.get(int(tag))
-        if name is not None and _has_value(ds, tag):
+    # Dataset.items() yields the stored elements as they are, raw ones undecoded.
+    for tag, element in list(ds.items()):
+        name = PHI_TAGS.get(tag)
+        if name is not None and _has_value(element):
             path = f"{prefix}{name}"
             findings.append(
                 Finding(
@@ -96,7 +94,7 @@ def find_phi(ds: Dataset, prefix: str = "", depth: int = 0) -> list[Finding]:
                     path,
                 )
             )
-        if tag.is_private or not _is_sequence(ds, tag):
+        if tag.is_private or not _is_sequence(element, tag):
             continue
         element = ds[tag]
         keyword = element.keyword or f"({tag.group:04X},{tag.element:04X})"

@@ -7,6 +7,7 @@ only picklable values.
 from __future__ import annotations
 
 import hashlib
+import os
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -14,7 +15,7 @@ from pathlib import Path
 from core.ingest.header import Header, Rejected, parse_bytes
 from core.ingest.storage import (
     archive_path,
-    link_durably,
+    link_unchanged,
     quarantine_path,
     write_durably,
 )
@@ -48,14 +49,17 @@ class Prepared:
 def prepare(
     arrival: Arrival, archive_dir: Path, quarantine_dir: Path, link: bool = False
 ) -> Prepared:
-    """Parse one file and write its archive copy, or its quarantine copy if rejected.
+    """Parse one file and store its archive copy, or its quarantine copy if rejected.
 
-    With `link`, an input that is already durable (a received file) becomes the
-    archive copy through a hard link instead of a second write. Copies are not
-    fsynced here: the caller calls `sync_filesystem` once per batch.
+    With `link`, the input becomes the archive copy through a hard link instead of
+    a second write, when both folders are on one filesystem and the input did not
+    change while it was read. Copies are not fsynced here: the caller calls
+    `sync_filesystem` once per batch.
     """
     try:
-        data = arrival.path.read_bytes()
+        with open(arrival.path, "rb") as handle:
+            before = os.fstat(handle.fileno())
+            data = handle.read()
     except OSError as exc:
         return Prepared(arrival, None, None, read_error=str(exc))
     try:
@@ -72,6 +76,6 @@ def prepare(
             reject_reason=rejected.reason,
         )
     target = archive_path(archive_dir, header.sha256)
-    if not (link and link_durably(arrival.path, target)):
+    if not (link and link_unchanged(arrival.path, target, before, len(data))):
         write_durably(target, data, sync=False)
     return Prepared(arrival, header.sha256, target, header=header)

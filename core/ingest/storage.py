@@ -96,19 +96,44 @@ def sync_filesystem(folder: Path) -> None:
         os.close(descriptor)
 
 
-def link_durably(source: Path, target: Path) -> bool:
-    """Hard-link a file to `target`; return False when linking fails.
+def link_unchanged(source: Path, target: Path, read: os.stat_result, size: int) -> bool:
+    """Hard-link `source` to `target` if it still is the file that was read.
 
-    The new folder entry is durable only after `sync_filesystem`.
+    `read` is the source's status taken before its `size` bytes were read. The
+    link is kept only when the source has no other name and its inode, size and
+    modification time are unchanged afterwards, so the archive copy holds the
+    bytes that were hashed. Otherwise, or when linking fails (another filesystem,
+    no permission), this returns False and the caller writes a copy. An existing
+    `target` already holds the same content, because its name is the content's
+    SHA-256. The new folder entry is durable only after `sync_filesystem`.
     """
-    target.parent.mkdir(parents=True, exist_ok=True)
+    if read.st_nlink != 1 or read.st_size != size:
+        return False
     try:
         os.link(source, target)
+    except FileNotFoundError:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            os.link(source, target)
+        except OSError:
+            return False
     except FileExistsError:
         return True
     except OSError:
         return False
-    return True
+    # NOTE: a write within the filesystem's timestamp granularity (one kernel
+    # tick on ext4) after the read leaves the modification time unchanged and
+    # goes unnoticed; inputs are ingested only after their size and time have
+    # been stable for `ingest_stable_seconds`.
+    after = target.stat()
+    unchanged = (after.st_ino, after.st_size, after.st_mtime_ns) == (
+        read.st_ino,
+        read.st_size,
+        read.st_mtime_ns,
+    )
+    if not unchanged:
+        target.unlink(missing_ok=True)
+    return unchanged
 
 
 def remove_input(path: Path) -> None:
