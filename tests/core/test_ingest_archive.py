@@ -8,9 +8,11 @@ import shutil
 from datetime import UTC, datetime
 from pathlib import Path
 
+from core.ingest import ingest_folder
 from core.ingest.prepare import Arrival, prepare
 from core.ingest.storage import link_unchanged
-from tests.ingest_fixtures import pydicom_file
+from core.runtime import Runtime
+from tests.ingest_fixtures import make_study, pydicom_file, synth
 
 
 def _drop_copy(folder: Path, name: str = "CT_small.dcm") -> Path:
@@ -85,4 +87,15 @@ def test_link_keeps_existing_archive_copy(tmp_path: Path) -> None:
 
     assert linked is True
     assert target.stat().st_ino != source.stat().st_ino
+    assert source.stat().st_nlink == 1
+
+
+def test_drop_folder_ingest_copies_by_default(runtime: Runtime) -> None:
+    """A site may rewrite a dropped file in place, so its archive copy is separate."""
+    make_study(runtime.sessions)
+    source = synth(runtime.settings.drop_dir / "ct.dcm")
+
+    report = ingest_folder(runtime, runtime.settings.drop_dir, remove_inputs=False)
+
+    assert report.ingested == 1
     assert source.stat().st_nlink == 1
