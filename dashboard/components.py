@@ -42,6 +42,17 @@ def number_column(
     )
 
 
+def id_column(field: str, header: str, **options: Any) -> dict[str, Any]:
+    """Return a column of database ids: filtered as numbers, shown without commas."""
+    return column(
+        field,
+        header,
+        type="numericColumn",
+        filter="agNumberColumnFilter",
+        **options,
+    )
+
+
 def fit_columns(columns: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Let the columns without a fixed width share the grid's width."""
     return [c if "width" in c or "flex" in c else {**c, "flex": 1} for c in columns]
@@ -125,6 +136,26 @@ SITE_COLUMNS = [
 ]
 
 
+# One colour per case state on every chart, so a state keeps its colour whichever
+# states a study happens to have (Plotly's default palette, in state order).
+STATE_COLORS = dict(
+    zip(
+        CASE_STATES,
+        (
+            "#636efa",
+            "#ef553b",
+            "#00cc96",
+            "#ab63fa",
+            "#ffa15a",
+            "#19d3f3",
+            "#ff6692",
+            "#b6e880",
+        ),
+        strict=False,
+    )
+)
+
+
 def pipeline_figure(rows: list[dict[str, Any]]) -> go.Figure:
     fig = figure("Cases by timepoint and state", "timepoint", "cases")
     timepoints = list(dict.fromkeys(row["timepoint"] for row in rows))
@@ -132,6 +163,13 @@ def pipeline_figure(rows: list[dict[str, Any]]) -> go.Figure:
         counts = {r["timepoint"]: r["cases"] for r in rows if r["state"] == state}
         if counts:
             values = [counts.get(point, 0) for point in timepoints]
-            fig.add_trace(go.Bar(name=state, x=timepoints, y=values))
+            fig.add_trace(
+                go.Bar(
+                    name=state,
+                    x=timepoints,
+                    y=values,
+                    marker_color=STATE_COLORS.get(state),
+                )
+            )
     fig.update_layout(barmode="stack")
     return fig

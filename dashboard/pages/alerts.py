@@ -19,7 +19,7 @@ ALL_STUDIES = "all"
 dash.register_page(__name__, path="/alerts", name="Alerts", order=3, roles=ROLES)
 
 COLUMNS = [
-    ui.number_column("id", "Alert", width=100),
+    ui.id_column("id", "Alert", width=100),
     ui.column("study", "Study"),
     ui.column("case", "Case", cellRenderer="markdown"),
     ui.column("step", "Step"),

@@ -127,7 +127,14 @@ def states_figure(rows: list[dict[str, Any]]) -> go.Figure:
     fig = ui.figure("Open cases by state", "", "cases")
     labels = [_plain(row["label"]) for row in rows]
     for state in OPEN_CASE_STATES:
-        fig.add_trace(go.Bar(name=state, x=labels, y=[row[state] for row in rows]))
+        fig.add_trace(
+            go.Bar(
+                name=state,
+                x=labels,
+                y=[row[state] for row in rows],
+                marker_color=ui.STATE_COLORS.get(state),
+            )
+        )
     fig.update_layout(barmode="stack")
     return fig
 

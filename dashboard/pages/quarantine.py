@@ -20,7 +20,7 @@ dash.register_page(
 )
 
 COLUMNS = [
-    ui.number_column("id", "Id", width=90),
+    ui.id_column("id", "Id", width=90),
     ui.column("file", "File"),
     ui.column("reason_code", "Reason code"),
     ui.column("reason", "Reason", flex=2, wrapText=True, autoHeight=True),

@@ -34,7 +34,7 @@ PROFILE_FIELDS = (
 dash.register_page(__name__, path="/readers", name="Readers", order=4, roles=ROLES)
 
 READER_COLUMNS = [
-    ui.number_column("reader_id", "Id", width=80),
+    ui.id_column("reader_id", "Id", width=80),
     ui.column("name", "Reader"),
     ui.column("current_training", "Current training", minWidth=220, flex=2),
     ui.number_column("daily_capacity", "Capacity (reads/day)"),

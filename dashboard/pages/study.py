@@ -39,16 +39,16 @@ RISK_COLUMNS = [
     ui.number_column("risk_score", "Triage score (share of SLA used)", 2),
 ]
 ALERT_COLUMNS = [
-    ui.number_column("alert_id", "Alert"),
-    ui.number_column("case_id", "Case"),
+    ui.id_column("alert_id", "Alert"),
+    ui.id_column("case_id", "Case"),
     ui.column("subject_code", "Subject"),
     ui.column("step", "Step"),
     ui.column("kind", "Kind"),
     ui.time_column("created", "Raised"),
 ]
 READ_COLUMNS = [
-    ui.number_column("read_id", "Read"),
-    ui.number_column("case_id", "Case"),
+    ui.id_column("read_id", "Read"),
+    ui.id_column("case_id", "Case"),
     ui.column("subject_code", "Subject"),
     ui.column("timepoint", "Timepoint"),
     ui.column("kind", "Kind"),
