@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shutil
+import signal
 from datetime import timedelta
 from pathlib import Path
 
@@ -12,6 +13,7 @@ from sqlalchemy import func, select, text
 from sqlalchemy.exc import DBAPIError
 
 from core.ingest import ingest_folder
+from core.ingest.pipeline import start_pool
 from core.models import (
     AuditEntry,
     Case,
@@ -261,3 +263,10 @@ def test_rejected_value_quarantines_one_file(runtime: Runtime) -> None:
     assert "value too long" in row.reason
     assert bad_uid not in stored
     assert Path(row.stored_path).exists()
+
+
+def test_parse_workers_ignore_interrupt() -> None:
+    """Ctrl-C reaches the whole process group; only the parent may act on it."""
+    with start_pool(1) as pool:
+        handler = pool.submit(signal.getsignal, signal.SIGINT).result()
+    assert handler == signal.SIG_IGN
