@@ -8,8 +8,11 @@ Method (per study, in weeks):
    daily capacity x 5 working days, split evenly across the studies each reader
    has current training for, divided by reads per case (1 for a single-read
    charter, else 2 + the recent adjudication share when the charter adjudicates).
-3. Backlog(w+1) = max(0, backlog(w) + arrivals(w) - capacity(w)), from the open
-   cases now.
+3. Queue(w+1) = max(0, queue(w) + arrivals(w) - capacity(w)), from the open cases
+   now. Cases also stay open while they go through QC and reading, even with
+   spare capacity; by Little's law that work in progress is arrivals per day x
+   the mean lead time in days (arrival to done, over the last 90 days). The
+   projected open cases of a week are the larger of the two.
 4. A breach is expected in the first week whose backlog takes longer to clear at
    that capacity than the study's mean SLA window (due time - arrival).
 
@@ -57,6 +60,9 @@ SELECT
     (SELECT extract(epoch FROM avg(c.due_at - c.first_received_at)) / 86400
         FROM cases c WHERE c.study_id = :study_id AND c.due_at IS NOT NULL
         AND c.first_received_at >= CAST(:today AS date) - 90) AS sla_days,
+    (SELECT extract(epoch FROM avg(c.completed_at - c.first_received_at)) / 86400
+        FROM cases c WHERE c.study_id = :study_id AND c.state = 'done'
+        AND c.completed_at >= CAST(:today AS date) - 90) AS lead_days,
     (SELECT avg(CASE WHEN EXISTS (SELECT 1 FROM reads a WHERE a.case_id = c.id
             AND a.kind = 'adjudication' AND a.state <> 'cancelled') THEN 1.0 ELSE 0 END)
         FROM cases c WHERE c.study_id = :study_id AND c.state = 'done'
@@ -95,6 +101,7 @@ class Inputs:
     cases_per_week: float
     sla_days: float
     reads_per_case: float
+    lead_days: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -120,6 +127,7 @@ def load_inputs(session: Session, scope: Scope, study_id: int, today: date) -> I
         cases_per_week=cases_per_week,
         sla_days=float(row.sla_days) if row.sla_days else DEFAULT_SLA_DAYS,
         reads_per_case=reads_per_case,
+        lead_days=float(row.lead_days) if row.lead_days else 0.0,
     )
 
 
@@ -152,13 +160,21 @@ def expected_arrivals(
 
 
 def project(
-    start_backlog: float, arrivals: list[int], cases_per_week: float
+    start_backlog: float,
+    arrivals: list[int],
+    cases_per_week: float,
+    lead_days: float = 0.0,
 ) -> list[float]:
-    """Return the backlog at the end of each week."""
-    backlog, result = float(start_backlog), []
+    """Return the open cases at the end of each week.
+
+    That is the queue beyond capacity or, when it is smaller, the work in progress
+    that the lead time keeps open (Little's law).
+    """
+    queue, result = float(start_backlog), []
     for arriving in arrivals:
-        backlog = max(0.0, backlog + arriving - cases_per_week)
-        result.append(backlog)
+        queue = max(0.0, queue + arriving - cases_per_week)
+        in_progress = arriving / 7 * lead_days
+        result.append(max(queue, in_progress))
     return result
 
 
@@ -211,7 +227,7 @@ def forecasts(
     for reader_change in reader_changes:
         extra = reader_change * inputs.mean_reader_capacity * WORKING_DAYS_PER_WEEK
         capacity = max(0.0, inputs.cases_per_week + extra / inputs.reads_per_case)
-        backlog = project(inputs.open_cases, arrivals, capacity)
+        backlog = project(inputs.open_cases, arrivals, capacity, inputs.lead_days)
         breach = first_breach(backlog, inputs, capacity)
         results.append(
             Forecast(
@@ -255,7 +271,9 @@ def backtest(
         if 0 <= int(week) < weeks:
             arrivals[int(week)] = int(count)
     start_backlog = by_day.get(start - timedelta(days=1), 0)
-    predicted = project(start_backlog, arrivals, inputs.cases_per_week)
+    predicted = project(
+        start_backlog, arrivals, inputs.cases_per_week, inputs.lead_days
+    )
     ends = [
         start + timedelta(weeks=index + 1) - timedelta(days=1) for index in range(weeks)
     ]

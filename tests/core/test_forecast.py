@@ -10,7 +10,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from core import charter, forecast
 from core.access import make_scope
 from core.config import PROJECT_ROOT
-from core.models import Reader, ReaderTraining
+from core.models import Reader, ReaderTraining, Study
 from tests.web_factories import make_case, make_study
 
 TODAY = date(2026, 3, 10)
@@ -120,3 +120,31 @@ def test_expired_training_elsewhere_keeps_capacity(
         inputs = forecast.load_inputs(session, EVERYTHING, study_id, TODAY)
     # The reader no longer reads the other study, so all 10 reads a day go here.
     assert inputs.cases_per_week == pytest.approx(50 / 2.3)
+
+
+def test_projection_keeps_work_in_progress() -> None:
+    """With spare capacity, cases still stay open for the lead time (Little's law)."""
+    spare = forecast.project(0, [14, 28], cases_per_week=100, lead_days=3.5)
+    overloaded = forecast.project(50, [0], cases_per_week=10, lead_days=3.5)
+    assert spare == pytest.approx([7.0, 14.0])
+    assert overloaded == pytest.approx([40.0])
+
+
+def test_lead_time_from_done_cases(
+    sessions: sessionmaker[Session], study_id: int
+) -> None:
+    received = datetime.combine(TODAY, datetime.min.time(), UTC) - timedelta(days=20)
+    with sessions.begin() as session:
+        study = session.get_one(Study, study_id)
+        for i, days in enumerate((2, 4)):
+            make_case(
+                session,
+                study,
+                f"301-9{i:03d}",
+                state="done",
+                received=received,
+                completed=received + timedelta(days=days),
+            )
+    with sessions() as session:
+        inputs = forecast.load_inputs(session, EVERYTHING, study_id, TODAY)
+    assert inputs.lead_days == pytest.approx(3.0)
