@@ -125,8 +125,9 @@ def authenticate(
 ) -> LoginResult:
     """Check a password, counting failures and locking the account after too many.
 
-    Writes an audit row for every attempt on a known account, in the caller's
-    transaction, which must be committed even when the login fails.
+    Writes an audit row for every attempt, in the caller's transaction, which must
+    be committed even when the login fails. An attempt on an unknown user name is
+    audited without the name.
     """
     now = now or datetime.now(UTC)
     user = session.scalar(
@@ -135,6 +136,14 @@ def authenticate(
     if user is None:
         check_password_hash(_DUMMY_HASH, password)
         log.warning("Failed login for unknown user")
+        # The attempted name stays out: people type passwords into the name field.
+        audit.record(
+            session,
+            actor="anonymous",
+            action="login.unknown_user",
+            entity_type="user",
+            entity_id="unknown",
+        )
         return LoginResult(None, "invalid")
     if user.locked_until is not None and user.locked_until > now:
         _audit_login(session, user, "login.locked")

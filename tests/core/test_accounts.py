@@ -93,3 +93,18 @@ def test_authenticate_audits_each_attempt(sessions: sessionmaker[Session]) -> No
     with sessions() as session:
         actions = session.scalars(select(AuditEntry.action).order_by(AuditEntry.id))
         assert list(actions) == ["user.create", "login.failed", "login.ok"]
+
+
+def test_unknown_user_login_is_audited_without_name(
+    sessions: sessionmaker[Session],
+) -> None:
+    with sessions.begin() as session:
+        result = accounts.authenticate(session, "my-secret-password", PASSWORD)
+    with sessions() as session:
+        rows = session.scalars(select(AuditEntry)).all()
+    assert result.reason == "invalid"
+    assert [(row.action, row.actor, row.entity_id) for row in rows] == [
+        ("login.unknown_user", "anonymous", "unknown")
+    ]
+    assert rows[0].new_values is None
+    assert rows[0].old_values is None
