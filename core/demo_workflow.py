@@ -11,6 +11,7 @@ rows themselves keep their real times.
 from __future__ import annotations
 
 import logging
+import math
 import random
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -71,6 +72,14 @@ class Driver:
         self.courses: dict[int, SubjectCourse] = {}
         self.visits: dict[int, int] = {}
         self.trained = self._trained_readers()
+        # Each reader works at a pace of their own (0.55 to 1.8 times the typical
+        # read time), so read times depend on who reads, as in a real network. A
+        # separate generator keeps the other simulated draws as they were.
+        pace_rng = random.Random(seed + 1)
+        self.pace = {
+            reader_id: math.exp(pace_rng.uniform(-0.6, 0.6))
+            for reader_id in sorted({r for ids in self.trained.values() for r in ids})
+        }
 
     def _trained_readers(self) -> dict[int, list[int]]:
         trained: dict[int, list[int]] = {}
@@ -153,7 +162,8 @@ class Driver:
         adjudication_id = None
         for read_id, reader_id in zip(read_ids, course.pair, strict=False):
             assigned = start + timedelta(hours=self.rng.uniform(0.1, 4))
-            signed = assigned + timedelta(hours=self.rng.lognormvariate(3.2, 0.7))
+            hours = self.rng.lognormvariate(3.2, 0.7) * self.pace[reader_id]
+            signed = assigned + timedelta(hours=hours)
             reads.assign_read(self.session, read_id, reader_id, actor=DEMO_ACTOR)
             timeline.read_times[read_id] = (assigned, signed)
             if signed > self.now:
@@ -201,7 +211,8 @@ class Driver:
         timeline: Timeline,
     ) -> None:
         assigned = start + timedelta(hours=self.rng.uniform(0.5, 6))
-        signed = assigned + timedelta(hours=self.rng.lognormvariate(2.8, 0.6))
+        hours = self.rng.lognormvariate(2.8, 0.6) * self.pace[course.adjudicator]
+        signed = assigned + timedelta(hours=hours)
         reads.assign_read(self.session, read_id, course.adjudicator, actor=DEMO_ACTOR)
         timeline.read_created[read_id] = start
         timeline.read_times[read_id] = (assigned, signed)
