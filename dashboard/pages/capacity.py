@@ -22,10 +22,14 @@ METHOD = (
     "plus the timepoint's target day) that have no case yet; late visits count in "
     "the first week. Weekly capacity is each active trained reader's daily capacity "
     "times 5 working days, shared evenly across the reader's studies and divided by "
-    "reads per case (2 plus the adjudication share of the last 90 days). The backlog "
-    "carries over week to week. A breach is expected when the backlog takes longer "
-    "to clear than the study's mean SLA window. The back-test replays the last 8 "
-    "weeks with their real arrivals and today's capacity."
+    "reads per case (1 for a single read, 2 for a double read without "
+    "adjudication, else 2 plus the adjudication share of the last 90 days). The "
+    "queue beyond capacity carries over week to week. A week's open cases are the "
+    "larger of that queue and the work in progress, which is arrivals per day times "
+    "the mean lead time (arrival to done) of the last 90 days. A breach is expected "
+    "when the backlog takes longer to clear than the study's mean SLA window. The "
+    "back-test replays the last 8 weeks with their real arrivals and today's "
+    "capacity."
 )
 
 
