@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any
 
+import dash
 import dash_ag_grid as dag
 import plotly.graph_objects as go
-from dash import dcc, html
+from dash import Input, Output, State, dcc, html
 
+from core import portfolio
 from core.models import CASE_STATES
-from dashboard.context import runtime
+from dashboard.access import secure_callback
+from dashboard.context import current_scope, read_session, runtime
 
 RANGE_OPTIONS = [
     {"label": "Last 7 days", "value": 7},
@@ -117,6 +121,26 @@ def figure(title: str, x_title: str = "", y_title: str = "") -> go.Figure:
     # Every chart counts cases or hours, so the axis never needs negative values.
     fig.update_yaxes(rangemode="tozero")
     return fig
+
+
+def register_change_marker(page: str, roles: Iterable[str]) -> None:
+    """Register the callback that moves `<page>-marker` when the user's data changes.
+
+    It runs on each `<page>-interval` tick and leaves the marker as it is when
+    nothing in the user's scope changed, so the page's heavy callbacks, which take
+    the marker as an input, run only after a change.
+    """
+
+    @secure_callback(
+        Output(f"{page}-marker", "data"),
+        Input(f"{page}-interval", "n_intervals"),
+        State(f"{page}-marker", "data"),
+        roles=roles,
+    )
+    def refresh_marker(_: int, previous: str | None) -> Any:
+        with read_session() as session:
+            marker = portfolio.change_marker(session, current_scope())
+        return dash.no_update if marker == previous else marker
 
 
 def refresh_interval(interval_id: str) -> dcc.Interval:

@@ -7,7 +7,7 @@ from typing import Any
 import dash
 from dash import Input, Output, State, dcc, html
 
-from core import actions, alerts, portfolio, study
+from core import actions, alerts, study
 from dashboard import components as ui
 from dashboard.access import secure_callback
 from dashboard.context import current_scope, local_time, read_session, runtime
@@ -78,16 +78,7 @@ def layout(**_: Any) -> html.Div:
     )
 
 
-@secure_callback(
-    Output("alerts-marker", "data"),
-    Input("alerts-interval", "n_intervals"),
-    State("alerts-marker", "data"),
-    roles=ROLES,
-)
-def refresh_marker(_: int, previous: str | None) -> Any:
-    with read_session() as session:
-        marker = portfolio.change_marker(session)
-    return dash.no_update if marker == previous else marker
+ui.register_change_marker("alerts", ROLES)
 
 
 @secure_callback(

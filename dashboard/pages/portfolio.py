@@ -7,7 +7,7 @@ from typing import Any
 
 import dash
 import plotly.graph_objects as go
-from dash import Input, Output, State, dcc, html
+from dash import Input, Output, dcc, html
 
 from core import portfolio
 from core.models import OPEN_CASE_STATES
@@ -82,17 +82,7 @@ def layout(**_: Any) -> html.Div:
     )
 
 
-@secure_callback(
-    Output("portfolio-marker", "data"),
-    Input("portfolio-interval", "n_intervals"),
-    State("portfolio-marker", "data"),
-    roles=ROLES,
-)
-def refresh_marker(_: int, previous: str | None) -> Any:
-    """Change the marker only when data changed, so figures re-query only then."""
-    with read_session() as session:
-        marker = portfolio.change_marker(session, current_scope())
-    return dash.no_update if marker == previous else marker
+ui.register_change_marker("portfolio", ROLES)
 
 
 @secure_callback(

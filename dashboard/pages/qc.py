@@ -9,7 +9,7 @@ from typing import Any
 import dash
 from dash import Input, Output, State, dcc, html
 
-from core import portfolio, qc_review
+from core import qc_review
 from core.lifecycle import WorkflowError
 from core.qc_review import QC_ROLES
 from dashboard import components as ui
@@ -155,16 +155,7 @@ def _resolve_form() -> html.Div:
     )
 
 
-@secure_callback(
-    Output("qc-marker", "data"),
-    Input("qc-interval", "n_intervals"),
-    State("qc-marker", "data"),
-    roles=QC_ROLES,
-)
-def refresh_marker(_: int, previous: str | None) -> Any:
-    with read_session() as session:
-        marker = portfolio.change_marker(session)
-    return dash.no_update if marker == previous else marker
+ui.register_change_marker("qc", QC_ROLES)
 
 
 @secure_callback(

@@ -7,7 +7,7 @@ from typing import Any
 import dash
 from dash import Input, Output, State, dcc, html
 
-from core import actions, portfolio
+from core import actions
 from core.quarantine import QUARANTINE_ROLES, list_quarantined
 from dashboard import components as ui
 from dashboard.access import secure_callback
@@ -52,16 +52,7 @@ def layout(**_: Any) -> html.Div:
     )
 
 
-@secure_callback(
-    Output("quarantine-marker", "data"),
-    Input("quarantine-interval", "n_intervals"),
-    State("quarantine-marker", "data"),
-    roles=QUARANTINE_ROLES,
-)
-def refresh_marker(_: int, previous: str | None) -> Any:
-    with read_session() as session:
-        marker = portfolio.change_marker(session, current_scope())
-    return dash.no_update if marker == previous else marker
+ui.register_change_marker("quarantine", QUARANTINE_ROLES)
 
 
 @secure_callback(

@@ -15,7 +15,7 @@ from typing import Any
 import dash
 from dash import Input, Output, State, dcc, html
 
-from core import accounts, portfolio, reads, recist
+from core import accounts, reads, recist
 from core.access import AccessDenied
 from core.lifecycle import WorkflowError
 from dashboard import components as ui
@@ -68,16 +68,7 @@ def layout(**_: Any) -> html.Div:
     )
 
 
-@secure_callback(
-    Output("reads-marker", "data"),
-    Input("reads-interval", "n_intervals"),
-    State("reads-marker", "data"),
-    roles=ROLES,
-)
-def refresh_marker(_: int, previous: str | None) -> Any:
-    with read_session() as session:
-        marker = portfolio.change_marker(session)
-    return dash.no_update if marker == previous else marker
+ui.register_change_marker("reads", ROLES)
 
 
 @secure_callback(

@@ -11,7 +11,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import dash
-from dash import Input, Output, State, dcc, html
+from dash import Input, Output, dcc, html
 
 from core import portfolio, study
 from dashboard import components as ui
@@ -68,16 +68,7 @@ def layout(**_: Any) -> html.Div:
     )
 
 
-@secure_callback(
-    Output("sponsor-marker", "data"),
-    Input("sponsor-interval", "n_intervals"),
-    State("sponsor-marker", "data"),
-    roles=ROLES,
-)
-def refresh_marker(_: int, previous: str | None) -> Any:
-    with read_session() as session:
-        marker = portfolio.change_marker(session, current_scope())
-    return dash.no_update if marker == previous else marker
+ui.register_change_marker("sponsor", ROLES)
 
 
 @secure_callback(

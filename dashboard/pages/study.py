@@ -8,7 +8,7 @@ from typing import Any
 import dash
 from dash import Input, Output, State, dcc, html
 
-from core import actions, portfolio, study
+from core import actions, study
 from dashboard import components as ui
 from dashboard.access import secure_callback
 from dashboard.context import current_scope, local_time, read_session, runtime
@@ -149,16 +149,7 @@ def _hold_form() -> html.Div:
     )
 
 
-@secure_callback(
-    Output("study-marker", "data"),
-    Input("study-interval", "n_intervals"),
-    State("study-marker", "data"),
-    roles=ROLES,
-)
-def refresh_marker(_: int, previous: str | None) -> Any:
-    with read_session() as session:
-        marker = portfolio.change_marker(session, current_scope())
-    return dash.no_update if marker == previous else marker
+ui.register_change_marker("study", ROLES)
 
 
 def _refresh_inputs() -> list[Input]:
