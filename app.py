@@ -241,7 +241,9 @@ def cmd_demo(args: argparse.Namespace) -> int:
         )
         return 1
     if exists and not args.if_empty:
-        print("FAILED: the database already holds the demo portfolio", file=sys.stderr)
+        print(
+            "FAILED: the database already contains the demo portfolio", file=sys.stderr
+        )
         return 1
     if not exists:
         # One log line per simulated workflow step would bury the demo users below.

@@ -97,7 +97,13 @@ class Driver:
             trained = self.trained[study_id]
             first, second, third = self.rng.sample(trained, 3)
             kind = self.rng.random()
-            trend = 0.75 if kind < 0.3 else (1.18 if kind > 0.75 else 1.0)
+            # About 30 % of subjects respond, 25 % progress and the rest are stable.
+            if kind < 0.3:
+                trend = 0.75
+            elif kind > 0.75:
+                trend = 1.18
+            else:
+                trend = 1.0
             lesions = [self.rng.uniform(12, 45) for _ in range(self.rng.randint(2, 4))]
             new_after = self.rng.randint(2, 4) if trend > 1.1 else None
             course = SubjectCourse(lesions, trend, (first, second), third, new_after)

@@ -1,9 +1,10 @@
 """Keep the demo portfolio moving: new demo images arrive every few seconds.
 
-Each run writes either the images of a subject's next scheduled visit (a new case)
-or one more instance in a series of a recent case, into the drop folder, which the
-drop folder scan then ingests like any site's upload. The step writes nothing unless
-the database contains demo studies, so a real deployment never receives demo images.
+Each run writes into the drop folder either the images of a subject's next
+scheduled visit (a new case) or one more instance in a series of a recent case.
+The drop folder scan then ingests them like any site's upload. The step writes
+nothing unless the database contains demo studies, so a real deployment never
+receives demo images.
 """
 
 from __future__ import annotations
@@ -146,8 +147,8 @@ def feed_demo_arrival(runtime: Runtime, *, rng: random.Random | None = None) -> 
         if not locked:
             return 0
         writer = _image_writer(session)
-        # A hidden folder inside the drop folder: the scan skips it, and a rename
-        # within one file system is atomic, so the scan never sees half a file.
+        # The scan skips this hidden folder inside the drop folder. A rename within
+        # one file system is atomic, so the scan never reads half a file.
         staging = runtime.settings.drop_dir / ".demo-staging"
         staging.mkdir(parents=True, exist_ok=True)
         written: list[Path] = []

@@ -113,9 +113,9 @@ def ingest_arrivals(
     are on one filesystem and the input did not change while it was read. The
     input's name is removed only after its rows commit, so the archive copy
     exists before the input disappears. Use it only for files this process wrote
-    and flushed (the receiver's): a sender that rewrites a dropped file in place
-    before its name is removed would change the archived copy too, and the link
-    saved no measurable CPU on drop-folder uploads.
+    and flushed, as the receiver's are. A sender that rewrites a dropped file in
+    place before its name is removed would change the archived copy too, and the
+    link saved no measurable CPU on drop-folder uploads.
     """
     settings = runtime.settings
     batches = _chunks(iter(arrivals), settings.ingest_batch_size)
